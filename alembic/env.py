@@ -1,0 +1,59 @@
+"""Alembic environment for the catalog schema.
+
+Run by `catalog db ...` (which hands over a connection) or by the `alembic` command from a
+checkout (which uses sqlalchemy.url from alembic.ini). Batch mode is on for SQLite, online and
+offline, because SQLite can only ALTER a table by rebuilding it.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from catalog.database import DatabaseLocation, create_engine
+from catalog.schema import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_with_connection(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        run_with_connection(connection)
+        return
+    url = config.get_main_option("sqlalchemy.url") or ""
+    engine = create_engine(DatabaseLocation.parse(url))
+    try:
+        with engine.connect() as new_connection:
+            run_with_connection(new_connection)
+            new_connection.commit()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

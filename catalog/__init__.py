@@ -1,0 +1,60 @@
+"""model-catalog: HELM's model catalog as a relational SQLite database.
+
+`from catalog import Catalog` is all most code needs. Importing this package loads neither
+SQLAlchemy nor Alembic nor PyYAML: those come in only when a method writes.
+"""
+
+__version__ = "0.1.0"
+
+from catalog.api import Catalog
+from catalog.errors import (
+    AmbiguousRunEntryError,
+    CacheMigrationError,
+    CatalogError,
+    DatabaseError,
+    IncompatibleDeploymentError,
+    NotACatalogError,
+    PinError,
+    ReadOnlyQueryError,
+    ResolutionError,
+    RunEntrySyntaxError,
+    SchemaError,
+    SchemaOutdatedError,
+    SchemaTooNewError,
+    SettingError,
+    SourceError,
+    SyncError,
+    UnknownDeploymentError,
+    UnknownModelError,
+    UnknownNameError,
+    UnknownTagError,
+    UnknownTokenizerError,
+    UnsupportedDatabaseError,
+)
+
+__all__ = [
+    "AmbiguousRunEntryError",
+    "CacheMigrationError",
+    "Catalog",
+    "CatalogError",
+    "DatabaseError",
+    "IncompatibleDeploymentError",
+    "NotACatalogError",
+    "PinError",
+    "ReadOnlyQueryError",
+    "ResolutionError",
+    "RunEntrySyntaxError",
+    "SchemaError",
+    "SchemaOutdatedError",
+    "SchemaTooNewError",
+    "SettingError",
+    "SourceError",
+    "SyncError",
+    "UnknownDeploymentError",
+    "UnknownModelError",
+    "UnknownNameError",
+    "UnknownTagError",
+    "UnknownTokenizerError",
+    "UnsupportedDatabaseError",
+    "__version__",
+]

@@ -1,0 +1,71 @@
+"""`catalog db ...`: the schema's Alembic revisions."""
+
+from __future__ import annotations
+
+import click
+
+from catalog import migrations
+from catalog.cli.context import state
+from catalog.database import DatabaseLocation, connect
+
+
+def register(group: click.Group) -> None:
+    group.add_command(db)
+
+
+@click.group()
+def db() -> None:
+    """Upgrade, downgrade and inspect the catalog's schema revision."""
+
+
+@db.command()
+@click.argument("revision", default="head")
+@click.pass_context
+def upgrade(context: click.Context, revision: str) -> None:
+    """Upgrade the database to REVISION (default: head); creates it if absent."""
+    location = DatabaseLocation.parse(state(context).db)
+    migrations.upgrade(location, revision)
+    click.echo(f"{location.path}: at revision {_current(location)}")
+
+
+@db.command()
+@click.argument("revision")
+@click.pass_context
+def downgrade(context: click.Context, revision: str) -> None:
+    """Downgrade the database to REVISION (`base` removes every table)."""
+    location = DatabaseLocation.parse(state(context).db)
+    migrations.downgrade(location, revision)
+    click.echo(f"{location.path}: at revision {_current(location) or 'base'}")
+
+
+@db.command()
+@click.pass_context
+def current(context: click.Context) -> None:
+    """Print the database's revision and whether it is the head."""
+    location = DatabaseLocation.parse(state(context).db)
+    revision = _current(location)
+    head = migrations.HEAD_REVISION
+    if revision is None:
+        click.echo("base (no schema)")
+    else:
+        click.echo(f"{revision}{' (head)' if revision == head else f' (head is {head})'}")
+
+
+@db.command()
+def history() -> None:
+    """List every schema revision, newest first."""
+    for info in migrations.history():
+        marker = " (head)" if info.is_head else ""
+        click.echo(
+            f"{info.down_revision or '<base>'} -> {info.revision}{marker}: {info.description}"
+        )
+
+
+def _current(location: DatabaseLocation) -> str | None:
+    if not location.path.exists():
+        return None
+    connection = connect(location, readonly=True)
+    try:
+        return migrations.current_revision(connection)
+    finally:
+        connection.close()

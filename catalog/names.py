@@ -1,0 +1,40 @@
+"""The one place that splits `org/engine` names.
+
+HELM derives a deployment's host (`together` of `together/llama-2-7b`) and a model's creator
+prefix from the name in several places; here it is done once, and the importer stores the parts
+as columns so SQL never has to split strings.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Printable, no whitespace, no quotes, no backslash; exactly one '/' between two non-empty parts.
+_PART = r"[A-Za-z0-9][A-Za-z0-9._:+@\-]*"
+NAME_PATTERN = re.compile(rf"^{_PART}/{_PART}$")
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """`together/llama-2-7b` -> (`together`, `llama-2-7b`)."""
+    organization, _, engine = name.partition("/")
+    return organization, engine
+
+
+def is_valid_name(name: str) -> bool:
+    return NAME_PATTERN.match(name) is not None
+
+
+def name_problem(name: str) -> str | None:
+    """Why a name is not of the `org/engine` form, or None if it is."""
+    if name == "":
+        return "the name is empty"
+    if name.count("/") != 1:
+        return f"{name!r} is not of the form org/engine (exactly one '/')"
+    if any(ch.isspace() for ch in name):
+        return f"{name!r} contains whitespace"
+    if not is_valid_name(name):
+        return (
+            f"{name!r} is not of the form org/engine: each part starts with a letter or digit "
+            "and holds only ASCII letters, digits and . _ - : + @"
+        )
+    return None
