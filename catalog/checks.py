@@ -1,0 +1,249 @@
+"""`catalog check`: what in a synced catalog deserves a person's attention.
+
+A sync already refuses broken sources; these findings are about a catalog that loaded but may
+not run as intended (a model HELM only knows as a placeholder, a pin that now points at another
+model's deployment). Each finding has a stable `code` for scripts, and the file:line to fix.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from catalog.store import read_snapshot
+
+Severity = Literal["error", "warning", "info"]
+_SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    code: str
+    message: str
+    subject: str | None = None
+    file: str | None = None
+    line: int | None = None
+
+    def location(self) -> str:
+        if self.file is None:
+            return ""
+        return self.file if self.line is None else f"{self.file}:{self.line}"
+
+    def __str__(self) -> str:
+        where = self.location()
+        return f"{where + ': ' if where else ''}{self.severity}: {self.message} [{self.code}]"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "subject": self.subject,
+            "file": self.file,
+            "line": self.line,
+        }
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Findings, errors first; `has_errors` decides the exit code of `catalog check`."""
+
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(f.severity == "error" for f in self.findings)
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(_SEVERITY_ORDER, 0)
+        for finding in self.findings:
+            counts[finding.severity] += 1
+        return counts
+
+    def by_code(self, code: str) -> list[Finding]:
+        return [f for f in self.findings if f.code == code]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "has_errors": self.has_errors,
+            "counts": self.counts(),
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def check_catalog(connection: sqlite3.Connection) -> CheckReport:
+    findings: list[Finding] = []
+    with read_snapshot(connection):
+        for check in (
+            _foreign_key_violations,
+            _broken_pins,
+            _placeholder_models,
+            _placeholder_tokenizers,
+            _models_without_deployments,
+            _models_with_only_deprecated_deployments,
+            _unused_tokenizers,
+        ):
+            findings.extend(check(connection))
+    findings.sort(key=lambda f: _SEVERITY_ORDER[f.severity])
+    return CheckReport(findings)
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _foreign_key_violations(connection: sqlite3.Connection) -> list[Finding]:
+    """Rows whose reference points at nothing; possible only if someone wrote around a sync."""
+    findings = []
+    for table, rowid, parent, fk_id in connection.execute("PRAGMA foreign_key_check").fetchall():
+        # Table and column names come from SQLite's own schema, never from the user.
+        columns = [
+            row[3]
+            for row in connection.execute(f"PRAGMA foreign_key_list({_quoted(table)})")
+            if row[0] == fk_id
+        ]
+        key = None
+        if columns and rowid is not None:
+            found = connection.execute(
+                f"SELECT {_quoted(columns[0])} FROM {_quoted(table)} WHERE rowid = ?", (rowid,)
+            ).fetchone()
+            key = None if found is None else found[0]
+        what = f"{table}.{columns[0]} = {key!r}" if columns else f"a row of {table}"
+        findings.append(
+            Finding(
+                "error",
+                "foreign-key-violation",
+                f"{what} (row {rowid}) refers to a missing row of {parent}; "
+                "run `catalog sync` to rebuild the catalog from its sources",
+                subject=str(key) if key is not None else table,
+            )
+        )
+    return findings
+
+
+def _broken_pins(connection: sqlite3.Connection) -> list[Finding]:
+    rows = connection.execute(
+        "SELECT p.model_name, p.deployment_name, d.model_name FROM pins AS p "
+        "LEFT JOIN deployments AS d ON d.name = p.deployment_name "
+        "WHERE d.name IS NULL OR d.model_name != p.model_name ORDER BY p.model_name"
+    ).fetchall()
+    findings = []
+    for model, deployment, served in rows:
+        reason = (
+            f"deployment {deployment!r} no longer exists"
+            if served is None
+            else f"deployment {deployment!r} serves {served!r}, not this model"
+        )
+        findings.append(
+            Finding(
+                "error",
+                "broken-pin",
+                f"model {model!r} is pinned to {deployment!r}, but {reason}; "
+                f"unpin it or pin another deployment of {model!r}",
+                subject=model,
+            )
+        )
+    return findings
+
+
+def _placeholder_models(connection: sqlite3.Connection) -> list[Finding]:
+    rows = connection.execute(
+        "SELECT m.name, m.source_file, m.source_line, "
+        "(SELECT d.name FROM deployments AS d WHERE d.model_name = m.name "
+        " ORDER BY d.position LIMIT 1) "
+        "FROM models AS m WHERE m.is_placeholder = 1 ORDER BY m.position"
+    ).fetchall()
+    return [
+        Finding(
+            "warning",
+            "placeholder-model",
+            f"model {name!r} has no metadata (deployment {deployment!r} serves it); it stands "
+            "as a placeholder with creator Unknown and generic text tags: add it to "
+            "model_metadata.yaml",
+            subject=name,
+            file=file,
+            line=line,
+        )
+        for name, file, line, deployment in rows
+    ]
+
+
+def _placeholder_tokenizers(connection: sqlite3.Connection) -> list[Finding]:
+    rows = connection.execute(
+        "SELECT t.name, t.source_file, t.source_line, "
+        "(SELECT d.name FROM deployments AS d WHERE d.tokenizer_name = t.name "
+        " ORDER BY d.position LIMIT 1) "
+        "FROM tokenizers AS t WHERE t.is_placeholder = 1 ORDER BY t.position"
+    ).fetchall()
+    return [
+        Finding(
+            "warning",
+            "placeholder-tokenizer",
+            f"tokenizer {name!r} has no config (deployment {deployment!r} uses it): add it to "
+            "tokenizer_configs.yaml or fix the deployment's tokenizer_name",
+            subject=name,
+            file=file,
+            line=line,
+        )
+        for name, file, line, deployment in rows
+    ]
+
+
+def _models_without_deployments(connection: sqlite3.Connection) -> list[Finding]:
+    rows = connection.execute(
+        "SELECT m.name, m.source_file, m.source_line FROM models AS m "
+        "WHERE NOT EXISTS (SELECT 1 FROM deployments AS d WHERE d.model_name = m.name) "
+        "ORDER BY m.position"
+    ).fetchall()
+    return [
+        Finding(
+            "warning",
+            "model-without-deployments",
+            f"model {name!r} has no deployment, so no run can use it",
+            subject=name,
+            file=file,
+            line=line,
+        )
+        for name, file, line in rows
+    ]
+
+
+def _models_with_only_deprecated_deployments(connection: sqlite3.Connection) -> list[Finding]:
+    rows = connection.execute(
+        "SELECT m.name, m.source_file, m.source_line, count(d.name) FROM models AS m "
+        "JOIN deployments AS d ON d.model_name = m.name "
+        "GROUP BY m.name HAVING min(d.deprecated) = 1 ORDER BY m.position"
+    ).fetchall()
+    return [
+        Finding(
+            "warning",
+            "all-deployments-deprecated",
+            f"model {name!r} has {count} deployment{'s' if count != 1 else ''}, all "
+            "deprecated: a run of it uses a deprecated deployment",
+            subject=name,
+            file=file,
+            line=line,
+        )
+        for name, file, line, count in rows
+    ]
+
+
+def _unused_tokenizers(connection: sqlite3.Connection) -> list[Finding]:
+    rows = connection.execute(
+        "SELECT t.name, t.source_file, t.source_line FROM tokenizers AS t "
+        "WHERE NOT EXISTS (SELECT 1 FROM deployments AS d WHERE d.tokenizer_name = t.name) "
+        "ORDER BY t.position"
+    ).fetchall()
+    return [
+        Finding(
+            "info",
+            "unused-tokenizer",
+            f"no deployment uses tokenizer {name!r}",
+            subject=name,
+            file=file,
+            line=line,
+        )
+        for name, file, line in rows
+    ]
