@@ -54,13 +54,17 @@ SELECT
 FROM deployments AS d
 JOIN models AS m ON m.name = d.model_name
 """,
+    # Tags in YAML order: an aggregate over an ordered subquery keeps its order (a join does not).
     "model_tag_list": """
 CREATE VIEW model_tag_list AS
-SELECT m.name AS model, group_concat(t.tag_name, ',') AS tags, count(t.tag_name) AS tag_count
+SELECT
+    m.name AS model,
+    (SELECT group_concat(o.tag_name, ',') FROM
+        (SELECT t.tag_name FROM model_tags AS t WHERE t.model_name = m.name ORDER BY t.position)
+        AS o) AS tags,
+    (SELECT count(*) FROM model_tags AS c WHERE c.model_name = m.name) AS tag_count
 FROM models AS m
-LEFT JOIN (SELECT model_name, tag_name FROM model_tags ORDER BY model_name, position) AS t
-    ON t.model_name = m.name
-GROUP BY m.name
+ORDER BY m.position
 """,
     "model_default_deployments": f"""
 CREATE VIEW model_default_deployments AS

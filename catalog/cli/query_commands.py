@@ -1,9 +1,294 @@
-"""Commands registered on the `catalog` group (filled in by its feature)."""
+"""`catalog resolve | explain | pin | unpin | pins | settings`: which deployment runs a model.
+
+Warnings of a resolution go to stderr in the table and CSV formats (stdout stays
+machine-readable) and into each object's `warnings` with --json.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+import sys
+from typing import Any
+
 import click
+
+from catalog.cli.context import echo_err, state
+from catalog.cli.output import emit_rows, output_options, to_json_text
+from catalog.resolution import POLICIES, Explanation, Resolution
+
+_POLICY = click.Choice(POLICIES)
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to `group`."""
+    for command in (resolve, explain, pin, unpin, pins, settings):
+        group.add_command(command)
+
+
+def _policy_option(function: Any) -> Any:
+    return click.option(
+        "--policy",
+        type=_POLICY,
+        default=None,
+        help="Default-deployment policy: first (HELM PR #1903) or last (HELM v0.5.7+); "
+        "default: the database's setting, else first.",
+    )(function)
+
+
+def _resolution_rows(resolutions: list[Resolution]) -> list[dict[str, Any]]:
+    return [r.to_json() for r in resolutions]
+
+
+def _table_rows(resolutions: list[Resolution]) -> list[dict[str, Any]]:
+    return [
+        {
+            "model": r.model,
+            "model_deployment": r.model_deployment,
+            "host_organization": r.host_organization,
+            "chosen_by": r.chosen_by,
+            "run_entry": r.run_entry,
+        }
+        for r in resolutions
+    ]
+
+
+@click.command()
+@click.argument("run_entry", required=False)
+@click.option(
+    "--file",
+    "conf_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=str),
+    help="Resolve every entry of a HELM run-entries (.conf) file instead.",
+)
+@_policy_option
+@click.option(
+    "--ignore-deprecated",
+    is_flag=True,
+    help="Never choose a deprecated deployment (a model with only those gets none).",
+)
+@output_options
+@click.pass_context
+def resolve(
+    context: click.Context,
+    run_entry: str | None,
+    conf_file: str | None,
+    policy: str | None,
+    ignore_deprecated: bool,
+    output_format: str,
+) -> None:
+    """Turn a HELM run entry into the (model, deployment) pairs it runs.
+
+    RUN_ENTRY is HELM's `name:key=value,...` (or bare `model=...`): a model, a model group such
+    as `text`, or an explicit model_deployment.
+
+    \b
+    Examples:
+      catalog resolve mmlu:subject=anatomy,model=text
+      catalog resolve model=meta/llama-2-7b --policy last --json
+      catalog resolve --file run_specs.conf
+    """
+    if (run_entry is None) == (conf_file is None):
+        raise click.UsageError("give either RUN_ENTRY or --file FILE (exactly one)")
+    catalog = state(context).catalog()
+    if conf_file is not None:
+        _resolve_file(catalog.connection, conf_file, policy, ignore_deprecated, output_format)
+        return
+    assert run_entry is not None
+    resolutions = catalog.resolve(run_entry, policy=policy, ignore_deprecated=ignore_deprecated)
+    if output_format == "json":
+        click.echo(to_json_text(_resolution_rows(resolutions)))
+        return
+    for resolution in resolutions:
+        for warning in resolution.warnings:
+            echo_err(f"warning: {warning}")
+    emit_rows(_table_rows(resolutions), output_format)
+
+
+def _resolve_file(
+    connection: sqlite3.Connection,
+    path: str,
+    policy: str | None,
+    ignore_deprecated: bool,
+    output_format: str,
+) -> None:
+    from catalog.file_resolution import resolve_file
+
+    report = resolve_file(connection, path, policy=policy, ignore_deprecated=ignore_deprecated)
+    if output_format == "json":
+        click.echo(to_json_text(report.to_json()))
+    else:
+        rows = [
+            {
+                "line": o.line,
+                "description": o.description,
+                "runs": len(o.resolutions),
+                "status": "ok" if o.ok else o.reason,
+            }
+            for o in report.outcomes
+        ]
+        emit_rows(rows, output_format)
+        for outcome in report.outcomes:
+            if not outcome.ok:
+                echo_err(f"{path}:{outcome.line}: {outcome.reason}: {outcome.error}")
+        summary = report.summary()
+        reasons = ", ".join(f"{n} {reason}" for reason, n in summary["failures_by_reason"].items())
+        empty = f", {summary['empty']} of them with no run" if summary["empty"] else ""
+        echo_err(
+            f"{summary['entries']} entries: {summary['resolved']} resolved "
+            f"({summary['runs']} runs{empty}), {summary['failed']} failed"
+            + (f" ({reasons})" if reasons else "")
+            + f"; policy {summary['policy']}"
+        )
+    if report.failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("model")
+@_policy_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def explain(context: click.Context, model: str, policy: str | None, as_json: bool) -> None:
+    """Show why MODEL runs on the deployment it runs on.
+
+    \b
+    Example:
+      catalog explain meta/llama-2-7b
+    """
+    explanation = state(context).catalog().explain(model, policy=policy)
+    if as_json:
+        click.echo(to_json_text(explanation.to_json()))
+    else:
+        click.echo(explanation_text(explanation))
+
+
+def explanation_text(explanation: Explanation) -> str:
+    order = "first appearance" if explanation.policy == "first" else "position"
+    lines = [f"model {explanation.model}"]
+    if explanation.deployments:
+        lines.append(f"deployments (catalog order by {order}):")
+        for d in explanation.deployments:
+            marks = [d.host_organization]
+            if d.deprecated:
+                marks.append("deprecated")
+            if d.name == explanation.chosen:
+                marks.append("CHOSEN")
+            lines.append(f"  {d.name}  ({', '.join(marks)})")
+    else:
+        lines.append("deployments: none")
+    if explanation.same_name_deployment and not any(
+        d.name == explanation.same_name_deployment for d in explanation.deployments
+    ):
+        lines.append(
+            f"same-name deployment: {explanation.same_name_deployment} (serves another model)"
+        )
+    lines.append(f"pin: {explanation.pinned or 'none'}")
+    lines.append(f"policy: {explanation.policy} (from the {explanation.policy_source})")
+    if explanation.chosen is None:
+        lines.append("chosen: none (no deployment qualifies)")
+    else:
+        lines.append(f"chosen: {explanation.chosen} by rule {explanation.chosen_by}")
+    for choice in explanation.policy_choices:
+        if choice.policy != explanation.policy or explanation.pinned:
+            what = f"{choice.deployment} ({choice.chosen_by})" if choice.deployment else "none"
+            lines.append(f"policy {choice.policy} alone would choose: {what}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("model")
+@click.argument("deployment")
+@click.pass_context
+def pin(context: click.Context, model: str, deployment: str) -> None:
+    """Make DEPLOYMENT the default of MODEL, whatever the policy (kept across syncs).
+
+    \b
+    Example:
+      catalog pin meta/llama-2-7b together/llama-2-7b
+    """
+    info = state(context).catalog().pin(model, deployment)
+    click.echo(f"pinned {info.model_name} to {info.deployment_name}")
+
+
+@click.command()
+@click.argument("model")
+@click.pass_context
+def unpin(context: click.Context, model: str) -> None:
+    """Remove the pin of MODEL; its policy default applies again.
+
+    \b
+    Example:
+      catalog unpin meta/llama-2-7b
+    """
+    if state(context).catalog().unpin(model):
+        click.echo(f"unpinned {model}")
+    else:
+        click.echo(f"{model} had no pin")
+
+
+@click.command()
+@output_options
+@click.pass_context
+def pins(context: click.Context, output_format: str) -> None:
+    """List every pin.
+
+    \b
+    Example:
+      catalog pins --json
+    """
+    rows = [p.to_json() for p in state(context).catalog().pins()]
+    emit_rows(rows, output_format)
+
+
+@click.group()
+def settings() -> None:
+    """Database-wide settings (e.g. the default-deployment policy)."""
+
+
+@settings.command("list")
+@output_options
+@click.pass_context
+def settings_list(context: click.Context, output_format: str) -> None:
+    """Every setting with its value (the default when never set).
+
+    \b
+    Example:
+      catalog settings list
+    """
+    from catalog.pins import SETTINGS
+
+    values = state(context).catalog().settings()
+    rows = [
+        {"key": key, "value": value, "default": SETTINGS[key].default, "help": SETTINGS[key].help}
+        for key, value in values.items()
+    ]
+    emit_rows(rows, output_format)
+
+
+@settings.command("get")
+@click.argument("key")
+@click.pass_context
+def settings_get(context: click.Context, key: str) -> None:
+    """Print the value of setting KEY.
+
+    \b
+    Example:
+      catalog settings get policy
+    """
+    from catalog.pins import get_setting
+
+    click.echo(get_setting(state(context).catalog().connection, key))
+
+
+@settings.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def settings_set(context: click.Context, key: str, value: str) -> None:
+    """Set KEY to VALUE.
+
+    \b
+    Example:
+      catalog settings set policy last
+    """
+    state(context).catalog().set_setting(key, value)
+    click.echo(f"{key} = {value}")

@@ -1,0 +1,148 @@
+"""Benchmark deployment resolution against HELM's way of answering from the YAML files.
+
+Every figure is the median of --runs runs, measured in the same process run as its baseline:
+
+  (a) the default deployment of every model, time per call; baseline: the YAML loaded into
+      Python lists and HELM's get_default_model_deployment_for_model (name dict, list scan).
+  (b) resolving `model=text` (every text model to its deployment); baseline: HELM's group
+      computation by scanning the model list, then the default of each model.
+  (c) a fresh process that opens the catalog and resolves one model; baseline: a fresh process
+      that loads the three YAML files with PyYAML's C loader and resolves one model.
+
+The catalog side is measured cold (a new connection, so the snapshot is built inside the
+timing) and warm (the snapshot already built). Usage:
+
+  .venv/bin/python scripts/bench_resolve.py [--snapshot DIR] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from helm_baseline import HelmLists
+
+from catalog import Catalog, resolution
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SNAPSHOT = REPO.parent / "shared" / "helm-configs" / "v0.5.12"
+PROBE_MODEL = "meta/llama-2-7b"
+
+
+def median_seconds(
+    function: Callable[[], Any], runs: int, setup: Callable[[], Any] | None = None
+) -> float:
+    times = []
+    for _ in range(runs):
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def report(label: str, ours: float, baseline: float, unit: str, target: str) -> None:
+    scale = {"us": 1e6, "ms": 1e3}[unit]
+    print(
+        f"{label:<44} catalog {ours * scale:10.2f} {unit}   baseline {baseline * scale:10.2f} "
+        f"{unit}   ratio {ours / baseline:6.3f}   ({target})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--snapshot", type=Path, default=DEFAULT_SNAPSHOT)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    runs = max(5, args.runs)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-resolve-"))
+    db = workdir / "catalog.db"
+    with Catalog.open(db) as catalog:
+        catalog.sync([args.snapshot])
+    helm = HelmLists(args.snapshot)
+    catalog = Catalog.open(db)
+    models = [row[0] for row in catalog.connection.execute("SELECT name FROM models")]
+    assert [resolution.default_deployment(catalog.connection, m) for m in models] == [
+        helm.default_deployment(m) for m in models
+    ], "catalog and baseline disagree"
+    print(f"snapshot {args.snapshot} ({len(models)} models), median of {runs} runs\n")
+
+    def fresh_connection() -> None:
+        nonlocal catalog
+        catalog.close()
+        catalog = Catalog.open(db)
+
+    def all_defaults() -> None:
+        connection = catalog.connection
+        for model in models:
+            resolution.default_deployment(connection, model)
+
+    def baseline_defaults() -> None:
+        for model in models:
+            helm.default_deployment(model)
+
+    cold = median_seconds(all_defaults, runs, setup=fresh_connection) / len(models)
+    warm = median_seconds(all_defaults, runs) / len(models)
+    base = median_seconds(baseline_defaults, runs) / len(models)
+    report("(a) default deployment, per call, cold", cold, base, "us", "target <= 1")
+    report("(a) default deployment, per call, warm", warm, base, "us", "target <= 1")
+
+    def text_group() -> None:
+        resolution.resolve_run_entry(catalog.connection, "model=text")
+
+    cold = median_seconds(text_group, runs, setup=fresh_connection)
+    warm = median_seconds(text_group, runs)
+    base = median_seconds(helm.text_group, runs)
+    ours_text = [
+        (r.model, r.model_deployment)
+        for r in resolution.resolve_run_entry(catalog.connection, "model=text")
+    ]
+    # HELM lists a model defined twice twice; the catalog lists it once.
+    assert ours_text == list(dict.fromkeys(helm.text_group())), "model=text differs"
+    count = len(ours_text)
+    report(f"(b) model=text ({count} models), cold", cold, base, "ms", "target <= 0.2")
+    report(f"(b) model=text ({count} models), warm", warm, base, "ms", "target <= 0.2")
+    catalog.close()
+
+    ours_code = (
+        "import catalog\n"
+        f"c = catalog.Catalog.open({str(db)!r})\n"
+        f"print(c.default_deployment({PROBE_MODEL!r}))\n"
+    )
+    baseline_code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+        "from helm_baseline import HelmLists\n"
+        "from pathlib import Path\n"
+        f"print(HelmLists(Path({str(args.snapshot)!r})).default_deployment({PROBE_MODEL!r}))\n"
+    )
+
+    def process(code: str) -> Callable[[], None]:
+        def run() -> None:
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+        return run
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", baseline_code + "print(sorted(sys.modules))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "'catalog'" not in loaded, "the baseline process must not import the catalog"
+    ours = median_seconds(process(ours_code), runs)
+    base = median_seconds(process(baseline_code), runs)
+    report("(c) fresh process: open + resolve one", ours, base, "ms", "target <= 0.5")
+
+
+if __name__ == "__main__":
+    main()
