@@ -1,8 +1,9 @@
 """Alembic environment for the catalog schema.
 
-Run by `catalog db ...` (which hands over a connection) or by the `alembic` command from a
-checkout (which uses sqlalchemy.url from alembic.ini). Batch mode is on for SQLite, online and
-offline, because SQLite can only ALTER a table by rebuilding it.
+Run by `catalog db ...` (which hands over a connection inside its own transaction) or by the
+`alembic` command from a checkout (which uses sqlalchemy.url from alembic.ini). Batch mode is on
+for SQLite, online and offline, because SQLite can only ALTER a table by rebuilding it; DDL is
+transactional, so an interrupted upgrade leaves the database at its old revision.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -33,6 +35,7 @@ def run_with_connection(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -11,9 +11,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
-from catalog.errors import DatabaseError, UnsupportedDatabaseError
+from catalog.errors import DatabaseError, NotACatalogError, UnsupportedDatabaseError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -31,7 +31,8 @@ class DatabaseLocation:
 
     @property
     def url(self) -> str:
-        return f"sqlite:///{self.path}"
+        """A `sqlite:///` URL that parse() reads back to the same path (it is percent-encoded)."""
+        return f"sqlite:///{quote(str(self.path))}"
 
     @classmethod
     def parse(cls, path_or_url: str | os.PathLike[str] | None = None) -> DatabaseLocation:
@@ -61,14 +62,26 @@ class DatabaseLocation:
 
 
 def apply_connection_pragmas(connection: Any, *, writable: bool = True) -> None:
-    """Foreign keys on, a busy timeout, and WAL so readers never block the writer."""
+    """Foreign keys on, a busy timeout, and WAL so readers never block the writer.
+
+    WAL is a lasting property of the file, so it is not set on another application's database:
+    opening one must leave it byte for byte as it was (the schema check then refuses it).
+    """
     connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     connection.execute("PRAGMA foreign_keys = ON")
     if writable:
         mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
-        if str(mode).lower() != "wal":
+        if str(mode).lower() != "wal" and not _belongs_to_another_application(connection):
             connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
+
+
+def _belongs_to_another_application(connection: Any) -> bool:
+    """Tables, but no Alembic version table: not a catalog, nor a new database."""
+    names = {
+        row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    return bool(names) and "alembic_version" not in names
 
 
 def connect(location: DatabaseLocation, *, readonly: bool = False) -> sqlite3.Connection:
@@ -82,6 +95,11 @@ def connect(location: DatabaseLocation, *, readonly: bool = False) -> sqlite3.Co
         apply_connection_pragmas(connection, writable=not readonly)
     except sqlite3.DatabaseError as error:
         connection.close()
+        if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+            raise NotACatalogError(
+                f"{location.path} is not an SQLite database, so not a model-catalog database; "
+                "give another --db path, or move this file away"
+            ) from error
         raise DatabaseError(
             f"{location.path}: cannot open the catalog database: {error}"
         ) from error
@@ -96,9 +114,12 @@ def create_engine(location: DatabaseLocation) -> Engine:
     """
     from sqlalchemy import create_engine as sa_create_engine
     from sqlalchemy import event
+    from sqlalchemy.engine import URL
     from sqlalchemy.pool import NullPool
 
-    engine = sa_create_engine(location.url, poolclass=NullPool)
+    # Built from parts, not parsed from a string: a path may hold '?', '#' or '%'.
+    url = URL.create("sqlite", database=str(location.path))
+    engine = sa_create_engine(url, poolclass=NullPool)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -139,7 +139,7 @@ class EntryChecker:
         if not isinstance(value, str):
             self.error(
                 "wrong-type",
-                f"{key!r} of {what} must be a string, not {_type_name(value)} ({value!r:.60})",
+                f"{key!r} of {what} must be a string, not {type_name(value)} ({value!r:.60})",
                 self.key_line(entry, key),
             )
             return None
@@ -163,8 +163,7 @@ class EntryChecker:
         if isinstance(value, bool) or not isinstance(value, int):
             self.error(
                 "wrong-type",
-                f"{key!r} of {what} must be a whole number, "
-                f"not {_type_name(value)} ({value!r:.60})",
+                f"{key!r} of {what} must be a whole number, not {type_name(value)} ({value!r:.60})",
                 line,
             )
             return None
@@ -189,7 +188,7 @@ class EntryChecker:
         line = self.key_line(entry, key)
         if not isinstance(spec, dict):
             self.error(
-                "wrong-type", f"{key!r} of {what} must be a mapping, not {_type_name(spec)}", line
+                "wrong-type", f"{key!r} of {what} must be a mapping, not {type_name(spec)}", line
             )
             return None
         self.unknown_keys(spec, SPEC_KEYS, f"{key} of {what}")
@@ -198,7 +197,7 @@ class EntryChecker:
         if args is not None and not isinstance(args, dict):
             self.error(
                 "wrong-type",
-                f"'args' of {key} of {what} must be a mapping, not {_type_name(args)}",
+                f"'args' of {key} of {what} must be a mapping, not {type_name(args)}",
                 self.key_line(spec, "args"),
             )
             return None
@@ -211,7 +210,7 @@ def check_model(entry: Any, checker: EntryChecker) -> ModelRecord | None:
     line = getattr(entry, "line", None)
     if not isinstance(entry, dict):
         checker.error(
-            "wrong-type", f"a model entry must be a mapping, not {_type_name(entry)}", line
+            "wrong-type", f"a model entry must be a mapping, not {type_name(entry)}", line
         )
         return None
     errors_before = _error_count(checker)
@@ -270,7 +269,7 @@ def check_deployment(entry: Any, checker: EntryChecker) -> DeploymentRecord | No
     line = getattr(entry, "line", None)
     if not isinstance(entry, dict):
         checker.error(
-            "wrong-type", f"a deployment entry must be a mapping, not {_type_name(entry)}", line
+            "wrong-type", f"a deployment entry must be a mapping, not {type_name(entry)}", line
         )
         return None
     errors_before = _error_count(checker)
@@ -308,7 +307,7 @@ def check_tokenizer(entry: Any, checker: EntryChecker) -> TokenizerRecord | None
     line = getattr(entry, "line", None)
     if not isinstance(entry, dict):
         checker.error(
-            "wrong-type", f"a tokenizer entry must be a mapping, not {_type_name(entry)}", line
+            "wrong-type", f"a tokenizer entry must be a mapping, not {type_name(entry)}", line
         )
         return None
     errors_before = _error_count(checker)
@@ -339,7 +338,7 @@ def _token(entry: dict[Any, Any], key: str, checker: EntryChecker, what: str) ->
         return value
     checker.error(
         "wrong-type",
-        f"{key!r} of {what} must be a string, not {_type_name(value)}",
+        f"{key!r} of {what} must be a string, not {type_name(value)}",
         checker.key_line(entry, key),
     )
     return None
@@ -397,7 +396,7 @@ def _tags(entry: dict[Any, Any], checker: EntryChecker, what: str) -> tuple[str,
     line = checker.key_line(entry, "tags")
     if not isinstance(value, list):
         checker.error(
-            "wrong-type", f"'tags' of {what} must be a list, not {_type_name(value)}", line
+            "wrong-type", f"'tags' of {what} must be a list, not {type_name(value)}", line
         )
         return ()
     tags: list[str] = []
@@ -435,7 +434,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -5,7 +5,6 @@ Every message says what went wrong and, where there is one, what to do next.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -125,6 +124,8 @@ class CacheMigrationError(CatalogError):
 
 def suggest(name: str, known: Iterable[str], limit: int = 3) -> list[str]:
     """Closest known names, also matching on the part after `/` (typos in the engine)."""
+    import difflib  # only on the error path: keeps `import catalog` light
+
     known_list = list(known)
     close = difflib.get_close_matches(name, known_list, n=limit, cutoff=0.6)
     if len(close) < limit:

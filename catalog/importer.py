@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,9 @@ from catalog.entries import (
     check_deployment,
     check_model,
     check_tokenizer,
+    type_name,
 )
-from catalog.errors import SourceError, SyncError
+from catalog.errors import DatabaseError, HelmNotInstalledError, SourceError, SyncError
 from catalog.names import split_name
 from catalog.sources import TOP_LEVEL_KEYS, SourceFile, read_sources, source_dirs
 from catalog.yaml_source import YamlLimits, YamlLoadError, parse_yaml
@@ -42,8 +43,6 @@ _CHECKS: dict[str, CheckEntry] = {
     "deployments": check_deployment,
     "tokenizers": check_tokenizer,
 }
-# Columns that record where an entry is, not what it is: updated silently, never "changed".
-_PLACE_COLUMNS = frozenset({"position", "first_position", "source_file", "source_line"})
 
 
 def _zero_counts() -> dict[str, int]:
@@ -109,27 +108,45 @@ def sync(
     """
     limits = limits or YamlLimits()
     try:
-        files = read_sources(source_dirs(dirs, helm=helm), limits.max_file_bytes)
+        directories = source_dirs(dirs, helm=helm)
     except SourceError as error:
         report = SyncReport(dry_run=dry_run)
-        report.errors.append(_source_diagnostic(str(error)))
+        code = "helm-not-installed" if isinstance(error, HelmNotInstalledError) else "bad-source"
+        report.errors.append(Diagnostic("error", code, str(error)))
         raise _failure(report) from error
+    files, problems = read_sources(directories, limits.max_file_bytes)
     report = SyncReport(dry_run=dry_run, sources=[f.display for f in files])
-    if not force and _same_as_last_sync(connection, files):
+    if problems:
+        report.errors = problems
+        raise _failure(report)
+    if not force and _same_as_last_sync(connection, files, strict=strict):
         report.skipped_unchanged = True
         return report
 
     merged, errors = merge_sources(files, limits)
-    report.warnings = [d for d in merged.warnings if d.severity == "warning"]
-    report.errors = errors
+    in_catalog_order = _catalog_order(files)
+    report.warnings = sorted(merged.warnings, key=in_catalog_order)
+    report.errors = sorted(errors, key=in_catalog_order)
     if strict and report.warnings:
-        report.errors = report.errors + [d.as_error() for d in report.warnings]
+        promoted = [d.as_error() for d in report.warnings]
+        report.errors = sorted(report.errors + promoted, key=in_catalog_order)
         report.warnings = []
     if report.errors:
         raise _failure(report)
 
     _write(location, merged, files, report, force=force, strict=strict)
     return report
+
+
+def _catalog_order(files: list[SourceFile]) -> Callable[[Diagnostic], tuple[int, int]]:
+    """Sort key: findings by source file in layer order, then by line."""
+    file_positions = {source.display: position for position, source in enumerate(files)}
+
+    def key(diagnostic: Diagnostic) -> tuple[int, int]:
+        position = file_positions.get(diagnostic.file or "", len(file_positions))
+        return position, diagnostic.line or 0
+
+    return key
 
 
 def _failure(report: SyncReport) -> SyncError:
@@ -143,20 +160,17 @@ def _failure(report: SyncReport) -> SyncError:
     return error
 
 
-def _source_diagnostic(text: str) -> Diagnostic:
-    """A SourceError message `path[:line]: reason` as a diagnostic."""
-    where, _, reason = text.partition(": ")
-    file, _, line = where.rpartition(":")
-    if file and line.isdigit():
-        return Diagnostic("error", "bad-source", reason, file, int(line))
-    return Diagnostic("error", "bad-source", reason, where, None)
+def _same_as_last_sync(
+    connection: sqlite3.Connection, files: list[SourceFile], *, strict: bool
+) -> bool:
+    """The same files, byte for byte, as the last sync by this version of the tool.
 
-
-def _same_as_last_sync(connection: sqlite3.Connection, files: list[SourceFile]) -> bool:
+    Under --strict a last sync that had warnings does not count: they must fail this run.
+    """
     last = connection.execute(
-        "SELECT id, tool_version FROM syncs ORDER BY id DESC LIMIT 1"
+        "SELECT id, tool_version, warning_count FROM syncs ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    if last is None or last[1] != __version__:
+    if last is None or last[1] != __version__ or (strict and last[2]):
         return False
     recorded = connection.execute(
         "SELECT path, kind, sha256 FROM sync_sources WHERE sync_id = ? ORDER BY position",
@@ -244,25 +258,32 @@ def _records_of(source: SourceFile, limits: YamlLimits, diagnostics: list[Diagno
             )
         )
         return []
+    key_lines: dict[Any, int] = getattr(document, "key_lines", {})
     checker = EntryChecker(file)
     for key in document:
         if key != top_key:
             checker.warning(
                 "unknown-top-level-key",
                 f"unknown top-level key {key!r} (this file defines {top_key!r}); it is ignored",
-                document.key_lines.get(key, 1),
+                key_lines.get(key, 1),
             )
     entries = document.get(top_key)
     if top_key not in document:
         checker.warning("empty-file", f"the file has no {top_key!r} list", 1)
         entries = []
+    elif entries is None:
+        checker.warning(
+            "empty-file",
+            f"{top_key!r} is empty (null): the file defines nothing; write `{top_key}: []` "
+            "to say so",
+            key_lines.get(top_key, 1),
+        )
+        entries = []
     elif not isinstance(entries, list):
         checker.error(
             "wrong-type",
-            f"{top_key!r} must be a list of entries, not {type(entries).__name__}"
-            if entries is not None
-            else f"{top_key!r} is empty (null); write `{top_key}: []` for no entries",
-            document.key_lines.get(top_key, 1),
+            f"{top_key!r} must be a list of entries, not {type_name(entries)}",
+            key_lines.get(top_key, 1),
         )
         entries = []
     check = _CHECKS[source.kind]
@@ -458,6 +479,8 @@ def _write(
     force: bool,
     strict: bool,
 ) -> None:
+    from sqlalchemy.exc import DBAPIError
+
     from catalog import sync_writer
 
     engine = create_engine(location)
@@ -480,5 +503,10 @@ def _write(
                 transaction.rollback()
             else:
                 transaction.commit()
+    except DBAPIError as error:
+        raise DatabaseError(
+            f"{location.path}: the sync could not be written ({error.orig}); "
+            "the database is unchanged"
+        ) from error
     finally:
         engine.dispose()

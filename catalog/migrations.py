@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from catalog.database import DatabaseLocation, create_engine
+from catalog.database import DatabaseLocation, connect, create_engine
 from catalog.errors import (
     DatabaseError,
     NotACatalogError,
+    SchemaError,
     SchemaOutdatedError,
     SchemaTooNewError,
 )
@@ -43,27 +44,95 @@ def alembic_config(location: DatabaseLocation | None = None) -> Config:
 
 
 def _run(location: DatabaseLocation, command_name: str, revision: str) -> None:
+    """Run one Alembic command in a single transaction: it applies completely or not at all.
+
+    SQLite's procedure for schema changes is followed: foreign keys off (outside the
+    transaction, where the pragma takes effect), then `foreign_key_check` before commit. With
+    them on, a batch-mode rebuild (copy, DROP TABLE, rename) would cascade-delete the rows that
+    reference the rebuilt table.
+    """
     from alembic import command
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError
 
     config = alembic_config(location)
     engine = create_engine(location)
     try:
         with engine.connect() as connection:
-            config.attributes["connection"] = connection
-            getattr(command, command_name)(config, revision)
-            connection.commit()
+            raw_connection: Any = connection.connection.driver_connection
+            raw_connection.execute("PRAGMA foreign_keys = OFF")
+            try:
+                with connection.begin():
+                    config.attributes["connection"] = connection
+                    getattr(command, command_name)(config, revision)
+                    violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if violations:
+                        raise DatabaseError(
+                            f"{location.path}: {command_name} to {revision} would leave "
+                            f"{len(violations)} row(s) with a dangling foreign key (first: "
+                            f"table {violations[0][0]}); nothing was changed"
+                        )
+            finally:
+                raw_connection.execute("PRAGMA foreign_keys = ON")
+    except (CommandError, RevisionError) as error:
+        raise SchemaError(
+            f"{location.path}: cannot {command_name} to {revision!r}: {error} "
+            "(`catalog db history` lists the revisions)"
+        ) from error
+    except DBAPIError as error:
+        raise DatabaseError(
+            f"{location.path}: cannot {command_name} to {revision!r}: {error.orig}; "
+            "the database is unchanged"
+        ) from error
     except sqlite3.DatabaseError as error:
         raise DatabaseError(f"{location.path}: {error}") from error
     finally:
         engine.dispose()
 
 
+def stamped_revision(location: DatabaseLocation) -> str | None:
+    """The revision of the database file (None if absent or at base), read without changing it.
+
+    NotACatalogError for a file that is not SQLite, or an SQLite database of something else.
+    """
+    if _needs_creation(location):
+        return None
+    connection = connect(location, readonly=True)
+    try:
+        revision = current_revision(connection)
+        if revision is None and not is_empty(connection) and not _has_version_table(connection):
+            raise NotACatalogError(_not_a_catalog_message(location))
+    except sqlite3.DatabaseError as error:
+        if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+            raise NotACatalogError(
+                f"{location.path} is not an SQLite database, so not a model-catalog database; "
+                "give another --db path, or move this file away"
+            ) from error
+        raise DatabaseError(f"{location.path}: {error}") from error
+    finally:
+        connection.close()
+    return revision
+
+
+def _refuse_foreign(location: DatabaseLocation) -> None:
+    """Never touch a database this version cannot vouch for: another application's, or newer."""
+    revision = stamped_revision(location)
+    if revision is not None and revision not in KNOWN_REVISIONS:
+        raise SchemaTooNewError(_too_new_message(location, revision))
+
+
 def upgrade(location: DatabaseLocation, revision: str = "head") -> None:
+    """Upgrade (creating the database if there is none) to `revision`."""
+    _refuse_foreign(location)
     location.path.parent.mkdir(parents=True, exist_ok=True)
     _run(location, "upgrade", revision)
 
 
 def downgrade(location: DatabaseLocation, revision: str) -> None:
+    if _needs_creation(location):
+        raise DatabaseError(f"{location.path}: no catalog database there to downgrade")
+    _refuse_foreign(location)
     _run(location, "downgrade", revision)
 
 
@@ -103,24 +172,62 @@ def is_empty(connection: sqlite3.Connection) -> bool:
     return int(row[0]) == 0
 
 
+def _has_version_table(connection: sqlite3.Connection) -> bool:
+    row = connection.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+    ).fetchone()
+    return int(row[0]) == 1
+
+
+def _needs_creation(location: DatabaseLocation) -> bool:
+    try:
+        return location.path.stat().st_size == 0
+    except FileNotFoundError:
+        return True
+
+
+def _upgrade_hint(location: DatabaseLocation) -> str:
+    return f"run `catalog db upgrade` on it (catalog --db {location.path} db upgrade)"
+
+
+def _not_a_catalog_message(location: DatabaseLocation) -> str:
+    return (
+        f"{location.path} is not a model-catalog database (it has tables but no schema "
+        "revision); give another --db path, or move this file away"
+    )
+
+
+def _too_new_message(location: DatabaseLocation, revision: str) -> str:
+    return (
+        f"{location.path} is at schema revision {revision!r}, which this version of "
+        f"model-catalog does not know (it knows up to {HEAD_REVISION}): the database was made "
+        "by a newer model-catalog; upgrade model-catalog to use it"
+    )
+
+
 def check_schema(connection: sqlite3.Connection, location: DatabaseLocation) -> None:
-    """Refuse a database at another revision; never alter it silently."""
+    """Refuse a database at another revision; never alter it silently.
+
+    The one thing done here is creating the schema of a database that has no table at all.
+    """
     revision = current_revision(connection)
     if revision == HEAD_REVISION:
         return
-    if revision is None:
-        raise NotACatalogError(
-            f"{location.path} is not a model-catalog database (it has no schema revision); "
-            "give another --db path, or move this file away"
-        )
     if revision in KNOWN_REVISIONS:
         raise SchemaOutdatedError(
             f"{location.path} is at schema revision {revision}, this version needs "
-            f"{HEAD_REVISION}: run `catalog --db {location.path} db upgrade`"
+            f"{HEAD_REVISION}: {_upgrade_hint(location)}"
         )
-    raise SchemaTooNewError(
-        f"{location.path} is at schema revision {revision!r}, which this version of "
-        f"model-catalog does not know (it knows up to {HEAD_REVISION}): the database was made "
-        "by a newer model-catalog; upgrade the tool, or if this revision is older, run "
-        f"`catalog --db {location.path} db upgrade`"
-    )
+    if revision is not None:
+        raise SchemaTooNewError(_too_new_message(location, revision))
+    if is_empty(connection):
+        # No table at all: a new database (created by another tool, or by a first open that
+        # was interrupted before its schema transaction committed).
+        upgrade(location)
+        return
+    if _has_version_table(connection):
+        # Downgraded to base: the user chose that; bringing it back is their call too.
+        raise SchemaOutdatedError(
+            f"{location.path} holds no catalog schema (revision base): {_upgrade_hint(location)}"
+        )
+    raise NotACatalogError(_not_a_catalog_message(location))

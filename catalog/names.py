@@ -11,7 +11,7 @@ import re
 
 # Printable, no whitespace, no quotes, no backslash; exactly one '/' between two non-empty parts.
 _PART = r"[A-Za-z0-9][A-Za-z0-9._:+@\-]*"
-NAME_PATTERN = re.compile(rf"^{_PART}/{_PART}$")
+NAME_PATTERN = re.compile(rf"{_PART}/{_PART}")
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -21,20 +21,20 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 def is_valid_name(name: str) -> bool:
-    return NAME_PATTERN.match(name) is not None
+    return NAME_PATTERN.fullmatch(name) is not None
 
 
 def name_problem(name: str) -> str | None:
     """Why a name is not of the `org/engine` form, or None if it is."""
+    if is_valid_name(name):
+        return None
     if name == "":
         return "the name is empty"
     if name.count("/") != 1:
         return f"{name!r} is not of the form org/engine (exactly one '/')"
     if any(ch.isspace() for ch in name):
         return f"{name!r} contains whitespace"
-    if not is_valid_name(name):
-        return (
-            f"{name!r} is not of the form org/engine: each part starts with a letter or digit "
-            "and holds only ASCII letters, digits and . _ - : + @"
-        )
-    return None
+    return (
+        f"{name!r} is not of the form org/engine: each part starts with a letter or digit "
+        "and holds only ASCII letters, digits and . _ - : + @"
+    )

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from catalog.errors import HelmNotInstalledError, SourceError
+from catalog.diagnostics import Diagnostic
+from catalog.errors import HelmNotInstalledError
 from catalog.resources import bundled_configs_dir
 
 FILE_KINDS = {
@@ -70,33 +71,52 @@ def source_dirs(dirs: Sequence[str | os.PathLike[str]], *, helm: bool = False) -
     return chosen
 
 
-def read_sources(dirs: Sequence[Path], max_file_bytes: int) -> list[SourceFile]:
-    """Every catalog file of every directory, read once (bytes and sha256)."""
+def read_sources(
+    dirs: Sequence[Path], max_file_bytes: int
+) -> tuple[list[SourceFile], list[Diagnostic]]:
+    """Every catalog file of every directory, read once (bytes and sha256).
+
+    Problems (a missing directory, an unreadable or oversized file) come back as errors, all of
+    them, so that one run reports everything that is wrong.
+    """
     files: list[SourceFile] = []
+    problems: list[Diagnostic] = []
     for layer, directory in enumerate(dirs):
-        _check_directory(directory)
+        problem = _directory_problem(directory)
+        if problem is not None:
+            problems.append(_source_problem("bad-source-dir", problem, directory))
+            continue
         found = False
         for file_name, kind in FILE_KINDS.items():
             path = directory / file_name
             try:
-                mode = path.stat().st_mode
+                info = path.stat()
             except FileNotFoundError:
                 continue
             except OSError as error:
-                raise SourceError(f"{path}: {_os_reason(error)}") from error
+                problems.append(_source_problem("unreadable", _os_reason(error), path))
+                found = True
+                continue
             found = True
-            if stat.S_ISDIR(mode):
-                raise SourceError(f"{path}:1: a directory stands where a file belongs")
-            size = path.stat().st_size
-            if size > max_file_bytes:
-                raise SourceError(
-                    f"{path}:1: the file has {size} bytes, more than the limit of "
-                    f"{max_file_bytes} (raise it with --max-file-mb)"
+            if stat.S_ISDIR(info.st_mode):
+                problems.append(
+                    _source_problem("not-a-file", "a directory stands where a file belongs", path)
                 )
+                continue
+            if info.st_size > max_file_bytes:
+                problems.append(_too_large(path, info.st_size, max_file_bytes))
+                continue
             try:
-                data = path.read_bytes()
+                with path.open("rb") as stream:
+                    data = stream.read(max_file_bytes + 1)  # the file may grow meanwhile
             except OSError as error:
-                raise SourceError(f"{path}:1: cannot read: {_os_reason(error)}") from error
+                problems.append(
+                    _source_problem("unreadable", f"cannot read: {_os_reason(error)}", path)
+                )
+                continue
+            if len(data) > max_file_bytes:
+                problems.append(_too_large(path, len(data), max_file_bytes))
+                continue
             files.append(
                 SourceFile(
                     path=path.absolute(),
@@ -107,22 +127,39 @@ def read_sources(dirs: Sequence[Path], max_file_bytes: int) -> list[SourceFile]:
                 )
             )
         if not found:
-            raise SourceError(
-                f"{directory}: holds none of {', '.join(FILE_KINDS)}; "
-                "is it a HELM config directory?"
+            problems.append(
+                _source_problem(
+                    "no-catalog-files",
+                    f"holds none of {', '.join(FILE_KINDS)}; is it a HELM config directory?",
+                    directory,
+                )
             )
-    return files
+    return files, problems
 
 
-def _check_directory(directory: Path) -> None:
+def _too_large(path: Path, size: int, max_file_bytes: int) -> Diagnostic:
+    return _source_problem(
+        "file-too-large",
+        f"the file has {size} bytes or more, over the limit of {max_file_bytes} "
+        "(raise it with --max-file-mb)",
+        path,
+    )
+
+
+def _source_problem(code: str, message: str, path: Path) -> Diagnostic:
+    return Diagnostic("error", code, message, str(path.absolute()), None)
+
+
+def _directory_problem(directory: Path) -> str | None:
     try:
         mode = directory.stat().st_mode
-    except FileNotFoundError as error:
-        raise SourceError(f"{directory}: no such directory") from error
+    except FileNotFoundError:
+        return "no such directory"
     except OSError as error:
-        raise SourceError(f"{directory}: {_os_reason(error)}") from error
+        return _os_reason(error)
     if not stat.S_ISDIR(mode):
-        raise SourceError(f"{directory}: not a directory (give a directory of HELM YAML files)")
+        return "not a directory (give a directory of HELM YAML files)"
+    return None
 
 
 def _os_reason(error: OSError) -> str:

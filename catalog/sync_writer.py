@@ -129,10 +129,11 @@ def apply(
         connection, models, [wanted["models"][k] for k in model_diff.changed + model_diff.moved]
     )
     _insert(connection, tags, [wanted["tags"][k] for k in tag_diff.added])
+    retagged_set = set(retagged)
     _insert(
         connection,
         model_tags,
-        [row for (model, _tag), row in wanted["model_tags"].items() if model in set(retagged)],
+        [row for (model, _tag), row in wanted["model_tags"].items() if model in retagged_set],
     )
     _insert(connection, deployments, [wanted["deployments"][k] for k in deployment_diff.added])
     _update(

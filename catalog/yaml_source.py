@@ -2,8 +2,9 @@
 
 HELM's loader forgets where things came from; a user fixing a typo needs file:line. The file is
 read through libyaml's event stream (no recursion, so deep nesting cannot crash the process)
-and built here with three limits: file size, nesting depth, and the number of nodes after alias
-expansion (which stops "billion laughs" documents before they cost memory or time).
+and built here within two limits: nesting depth, and the number of nodes after alias expansion
+(which stops "billion laughs" documents before they cost memory or time). The third limit, file
+size, is applied when catalog.sources reads the file.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -85,8 +85,18 @@ class LoadedYaml:
     warnings: list[Diagnostic]
 
 
-_resolver = yaml.resolver.Resolver()
+# Both are used statelessly: the resolver's implicit rules (first character -> [(tag, regexp)]),
+# and the constructor's per-tag functions called directly (its construct_object() would
+# remember every node it ever built).
+_IMPLICIT_RESOLVERS: dict[str | None, list[tuple[str, Any]]] = (
+    yaml.resolver.Resolver.yaml_implicit_resolvers
+)
 _constructor = yaml.constructor.SafeConstructor()
+_SCALAR_CONSTRUCTORS: dict[str, Any] = {
+    tag: function
+    for tag, function in yaml.constructor.SafeConstructor.yaml_constructors.items()
+    if tag in _SCALAR_TAGS
+}
 
 
 def decode_source(data: bytes, file: str) -> tuple[str, list[Diagnostic]]:
@@ -118,33 +128,6 @@ def decode_source(data: bytes, file: str) -> tuple[str, list[Diagnostic]]:
         ) from error
 
 
-def read_yaml_file(path: Path, file: str, limits: YamlLimits) -> tuple[LoadedYaml, bytes]:
-    """Load `path` (shown to users as `file`); returns the document and the raw bytes."""
-    try:
-        size = path.stat().st_size
-        if size > limits.max_file_bytes:
-            raise YamlLoadError(
-                Diagnostic(
-                    "error",
-                    "file-too-large",
-                    f"the file has {size} bytes, more than the limit of {limits.max_file_bytes} "
-                    "(raise it with --max-file-mb)",
-                    file,
-                    1,
-                )
-            )
-        data = path.read_bytes()
-    except IsADirectoryError as error:
-        raise YamlLoadError(
-            Diagnostic("error", "not-a-file", "a directory stands where a file belongs", file, None)
-        ) from error
-    except OSError as error:
-        raise YamlLoadError(
-            Diagnostic("error", "unreadable", f"cannot read the file: {error.strerror}", file, None)
-        ) from error
-    return parse_yaml(data, file, limits), data
-
-
 def parse_yaml(data: bytes, file: str, limits: YamlLimits) -> LoadedYaml:
     text, warnings = decode_source(data, file)
     try:
@@ -164,6 +147,19 @@ def parse_yaml(data: bytes, file: str, limits: YamlLimits) -> LoadedYaml:
                 mark.column + 1 if mark else None,
             )
         ) from error
+    except yaml.reader.ReaderError as error:
+        # libyaml reports a byte offset into the UTF-8 text.
+        before = text.encode("utf-8")[: error.position]
+        raise YamlLoadError(
+            Diagnostic(
+                "error",
+                "yaml-syntax",
+                f"YAML syntax error: {error.reason} (character 0x{error.character:02x})",
+                file,
+                before.count(b"\n") + 1,
+                len(before) - (before.rfind(b"\n") + 1) + 1,
+            )
+        ) from error
     except yaml.YAMLError as error:
         raise YamlLoadError(
             Diagnostic("error", "yaml-syntax", f"YAML error: {error}", file, None)
@@ -175,27 +171,39 @@ def _limit_error(code: str, message: str, file: str, line: int) -> YamlLoadError
     return YamlLoadError(Diagnostic("error", code, message, file, line))
 
 
+def _event_line(event: Any) -> int:
+    mark = event.start_mark
+    return int(mark.line) + 1 if mark is not None else 1
+
+
+def _implicit_tag(value: str) -> str:
+    """The tag of a plain scalar, as yaml.resolver.Resolver.resolve() gives it."""
+    candidates = _IMPLICIT_RESOLVERS.get(value[:1], []) + _IMPLICIT_RESOLVERS.get(None, [])
+    for tag, regexp in candidates:
+        if regexp.match(value):
+            return tag
+    return STR_TAG
+
+
 def _scalar(event: ScalarEvent, file: str) -> Any:
     tag = event.tag
     value = event.value
     if tag is None or tag == "!":
         if not event.implicit[0]:
             return value
-        tag = _resolver.resolve(yaml.ScalarNode, value, event.implicit)
+        tag = _implicit_tag(value)
     if tag == STR_TAG:
         return value
     if tag not in _SCALAR_TAGS:
-        line = event.start_mark.line + 1
-        raise _limit_error("yaml-tag", f"unsupported YAML tag {tag!r}", file, line)
+        raise _limit_error("yaml-tag", f"unsupported YAML tag {tag!r}", file, _event_line(event))
     if tag == MERGE_TAG:
         return _MergeKey
-    node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark)
+    node = yaml.ScalarNode(tag, value)
     try:
-        result = _constructor.construct_object(node, deep=True)
-    except (yaml.YAMLError, ValueError) as error:
-        line = event.start_mark.line + 1
+        result = _SCALAR_CONSTRUCTORS[tag](_constructor, node)
+    except (yaml.YAMLError, ValueError, OverflowError) as error:
         message = f"invalid {tag} value {value!r}: {error}"
-        raise _limit_error("yaml-value", message, file, line) from error
+        raise _limit_error("yaml-value", message, file, _event_line(event)) from error
     if isinstance(result, dt.datetime) and result.time() == dt.time(0) and len(value) <= 10:
         return result.date()
     return result

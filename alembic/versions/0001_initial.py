@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001_initial"
 down_revision = None
 branch_labels = None
@@ -101,7 +100,8 @@ def upgrade() -> None:
             name=op.f("ck_deployments_max_request_length"),
         ),
         sa.CheckConstraint(
-            "max_sequence_and_generated_tokens_length IS NULL OR max_sequence_and_generated_tokens_length > 0",
+            "max_sequence_and_generated_tokens_length IS NULL"
+            " OR max_sequence_and_generated_tokens_length > 0",
             name=op.f("ck_deployments_max_sequence_and_generated_tokens_length"),
         ),
         sa.CheckConstraint(

@@ -23,6 +23,10 @@ class CliState:
         """The catalog named by --db, opened once per command (created at head if new)."""
         if self._catalog is None:
             self._catalog = Catalog.open(self.db)
+            context = click.get_current_context(silent=True)
+            if context is not None:
+                # Closed when the command ends, so its WAL is checkpointed and removed.
+                context.find_root().call_on_close(self._catalog.close)
         return self._catalog
 
 

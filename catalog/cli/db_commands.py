@@ -6,7 +6,8 @@ import click
 
 from catalog import migrations
 from catalog.cli.context import state
-from catalog.database import DatabaseLocation, connect
+from catalog.database import DatabaseLocation
+from catalog.revisions import HEAD_REVISION, KNOWN_REVISIONS
 
 
 def register(group: click.Group) -> None:
@@ -44,11 +45,15 @@ def current(context: click.Context) -> None:
     """Print the database's revision and whether it is the head."""
     location = DatabaseLocation.parse(state(context).db)
     revision = _current(location)
-    head = migrations.HEAD_REVISION
+    head = HEAD_REVISION
     if revision is None:
         click.echo("base (no schema)")
+    elif revision == head:
+        click.echo(f"{revision} (head)")
+    elif revision in KNOWN_REVISIONS:
+        click.echo(f"{revision} (head is {head}: run `catalog db upgrade`)")
     else:
-        click.echo(f"{revision}{' (head)' if revision == head else f' (head is {head})'}")
+        click.echo(f"{revision} (unknown to this version of model-catalog, whose head is {head})")
 
 
 @db.command()
@@ -62,10 +67,4 @@ def history() -> None:
 
 
 def _current(location: DatabaseLocation) -> str | None:
-    if not location.path.exists():
-        return None
-    connection = connect(location, readonly=True)
-    try:
-        return migrations.current_revision(connection)
-    finally:
-        connection.close()
+    return migrations.stamped_revision(location)

@@ -86,7 +86,11 @@ def sync(
             raise
         _print_report(failed, as_json)
         if not as_json:
-            echo_err(f"error: {error}")
+            count = len(failed.errors)
+            echo_err(
+                f"error: sync failed with {count} error{'s' if count != 1 else ''} "
+                "(listed above); nothing was written"
+            )
         sys.exit(1)
     _print_report(report, as_json)
 
