@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Severity = Literal["error", "warning"]
+
+# Findings kept per file: past this a file is broken throughout and listing more only costs
+# time and memory; the rest are counted in one closing finding.
+MAX_FINDINGS_PER_FILE = 1000
+
+_PREVIEW = reprlib.Repr()
+_PREVIEW.maxlevel = 3
+_PREVIEW.maxstring = 80
+_PREVIEW.maxother = 80
+_PREVIEW.maxlist = _PREVIEW.maxdict = _PREVIEW.maxtuple = _PREVIEW.maxset = 5
+_PREVIEW.maxlong = 40
+
+
+def preview(value: Any) -> str:
+    """A short repr for a message: a value from a hostile file may be huge or deeply nested."""
+    return _PREVIEW.repr(value)
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog.diagnostics import Diagnostic
+from catalog.diagnostics import MAX_FINDINGS_PER_FILE, Diagnostic, Severity, preview
 from catalog.names import name_problem
 from catalog.schema import ACCESS_LEVELS
 
 MAX_LENGTH = 2_147_483_647  # a length beyond a 32-bit integer is a typo, not a model
+MAX_PARAMETERS = 10**15  # a thousand times today's largest models; more is a typo
 
 MODEL_KEYS = (
     "name",
@@ -104,16 +106,50 @@ class DeploymentRecord:
 
 @dataclass
 class EntryChecker:
-    """Collects the findings of one file while its entries are checked."""
+    """Collects the findings of one file while its entries are checked.
+
+    Every error is counted (it decides whether an entry is kept), but only the first
+    MAX_FINDINGS_PER_FILE findings are kept: `finish()` closes the list with how many more.
+    """
 
     file: str
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    error_count: int = 0
+    # The line of the entry being checked, for entries that do not carry one (`- ~`).
+    entry_line: int | None = None
+    unlisted: dict[Severity, int] = field(default_factory=lambda: {"error": 0, "warning": 0})
+
+    @property
+    def full(self) -> bool:
+        return len(self.diagnostics) >= MAX_FINDINGS_PER_FILE
 
     def error(self, code: str, message: str, line: int | None) -> None:
-        self.diagnostics.append(Diagnostic("error", code, message, self.file, line))
+        self.error_count += 1
+        self._add(Diagnostic("error", code, message, self.file, line))
 
     def warning(self, code: str, message: str, line: int | None) -> None:
-        self.diagnostics.append(Diagnostic("warning", code, message, self.file, line))
+        self._add(Diagnostic("warning", code, message, self.file, line))
+
+    def _add(self, diagnostic: Diagnostic) -> None:
+        if self.full:
+            self.unlisted[diagnostic.severity] += 1
+        else:
+            self.diagnostics.append(diagnostic)
+
+    def finish(self) -> list[Diagnostic]:
+        """The findings, closed by a count of those left unlisted."""
+        closing = [
+            Diagnostic(
+                severity,
+                "more-findings",
+                f"{count} more {severity}s in this file are not listed; fix the ones above first",
+                self.file,
+                None,
+            )
+            for severity, count in self.unlisted.items()
+            if count
+        ]
+        return self.diagnostics + closing
 
     def key_line(self, entry: Any, key: str) -> int | None:
         lines = getattr(entry, "key_lines", {})
@@ -124,8 +160,11 @@ class EntryChecker:
             if key in known:
                 continue
             line = self.key_line(entry, key)
+            if self.full:  # no suggestion is worth computing for a finding never shown
+                self.unlisted["warning"] += 1
+                continue
             hint = _suggest_key(str(key), known)
-            message = f"unknown key {key!r} in {what}; it is ignored"
+            message = f"unknown key {preview(key)} in {what}; it is ignored"
             if hint:
                 message += f" (did you mean {hint!r}?)"
             self.warning("unknown-key", message, line)
@@ -139,7 +178,7 @@ class EntryChecker:
         if not isinstance(value, str):
             self.error(
                 "wrong-type",
-                f"{key!r} of {what} must be a string, not {type_name(value)} ({value!r:.60})",
+                f"{key!r} of {what} must be a string, not {type_name(value)} ({preview(value)})",
                 self.key_line(entry, key),
             )
             return None
@@ -163,7 +202,8 @@ class EntryChecker:
         if isinstance(value, bool) or not isinstance(value, int):
             self.error(
                 "wrong-type",
-                f"{key!r} of {what} must be a whole number, not {type_name(value)} ({value!r:.60})",
+                f"{key!r} of {what} must be a whole number, not {type_name(value)} "
+                f"({preview(value)})",
                 line,
             )
             return None
@@ -203,17 +243,25 @@ class EntryChecker:
             return None
         if class_name is None:
             return None
+        if args and not _finite(args):
+            self.error(
+                "bad-value",
+                f"'args' of {key} of {what} hold .nan or .inf, which JSON cannot store; "
+                "write the value as a string",
+                self.key_line(spec, "args"),
+            )
+            return None
         return class_name, _plain(args) if args else None
 
 
 def check_model(entry: Any, checker: EntryChecker) -> ModelRecord | None:
-    line = getattr(entry, "line", None)
+    line = getattr(entry, "line", checker.entry_line)
     if not isinstance(entry, dict):
         checker.error(
             "wrong-type", f"a model entry must be a mapping, not {type_name(entry)}", line
         )
         return None
-    errors_before = _error_count(checker)
+    errors_before = checker.error_count
     name = checker.name(entry, "name", "a model", required=True)
     what = f"model {name!r}" if name else "a model"
     checker.unknown_keys(entry, MODEL_KEYS, what)
@@ -224,21 +272,12 @@ def check_model(entry: Any, checker: EntryChecker) -> ModelRecord | None:
     if access is not None and access not in ACCESS_LEVELS:
         checker.error(
             "bad-access",
-            f"'access' of {what} is {access!r}; it must be one of {', '.join(ACCESS_LEVELS)}",
+            f"'access' of {what} is {preview(access)}; "
+            f"it must be one of {', '.join(ACCESS_LEVELS)}",
             checker.key_line(entry, "access"),
         )
     release_date = _release_date(entry, checker, what)
-    num_parameters = entry.get("num_parameters")
-    if num_parameters is not None and (
-        isinstance(num_parameters, bool)
-        or not isinstance(num_parameters, int)
-        or num_parameters < 0
-    ):
-        checker.error(
-            "wrong-type",
-            f"'num_parameters' of {what} must be a whole number >= 0, not {num_parameters!r:.60}",
-            checker.key_line(entry, "num_parameters"),
-        )
+    num_parameters = _num_parameters(entry, checker, what)
     tags = _tags(entry, checker, what)
     names = entry.get("deployment_names")
     if names is not None and not (
@@ -249,9 +288,10 @@ def check_model(entry: Any, checker: EntryChecker) -> ModelRecord | None:
             f"'deployment_names' of {what} must be a list of names",
             checker.key_line(entry, "deployment_names"),
         )
-    if _error_count(checker) > errors_before:
+    if checker.error_count > errors_before:
         return None
-    assert name and display_name is not None and description is not None and creator and access
+    assert name and display_name is not None and description is not None
+    assert creator is not None and access is not None
     return ModelRecord(
         name=name,
         creator_organization_name=creator,
@@ -266,13 +306,13 @@ def check_model(entry: Any, checker: EntryChecker) -> ModelRecord | None:
 
 
 def check_deployment(entry: Any, checker: EntryChecker) -> DeploymentRecord | None:
-    line = getattr(entry, "line", None)
+    line = getattr(entry, "line", checker.entry_line)
     if not isinstance(entry, dict):
         checker.error(
             "wrong-type", f"a deployment entry must be a mapping, not {type_name(entry)}", line
         )
         return None
-    errors_before = _error_count(checker)
+    errors_before = checker.error_count
     name = checker.name(entry, "name", "a deployment", required=True)
     what = f"deployment {name!r}" if name else "a deployment"
     checker.unknown_keys(entry, DEPLOYMENT_KEYS, what)
@@ -283,7 +323,7 @@ def check_deployment(entry: Any, checker: EntryChecker) -> DeploymentRecord | No
     window = checker.spec(entry, "window_service_spec", what, required=False)
     lengths = {key: checker.length(entry, key, what) for key in LENGTH_KEYS}
     deprecated = _deprecated_flag(entry, checker, what)
-    if _error_count(checker) > errors_before or name is None or model_name is None or not client:
+    if checker.error_count > errors_before or name is None or model_name is None or not client:
         return None
     return DeploymentRecord(
         name=name,
@@ -304,20 +344,20 @@ def check_deployment(entry: Any, checker: EntryChecker) -> DeploymentRecord | No
 
 
 def check_tokenizer(entry: Any, checker: EntryChecker) -> TokenizerRecord | None:
-    line = getattr(entry, "line", None)
+    line = getattr(entry, "line", checker.entry_line)
     if not isinstance(entry, dict):
         checker.error(
             "wrong-type", f"a tokenizer entry must be a mapping, not {type_name(entry)}", line
         )
         return None
-    errors_before = _error_count(checker)
+    errors_before = checker.error_count
     name = checker.name(entry, "name", "a tokenizer", required=True)
     what = f"tokenizer {name!r}" if name else "a tokenizer"
     checker.unknown_keys(entry, TOKENIZER_KEYS, what)
     spec = checker.spec(entry, "tokenizer_spec", what, required=True)
     end_token = _token(entry, "end_of_text_token", checker, what)
     prefix_token = _token(entry, "prefix_token", checker, what)
-    if _error_count(checker) > errors_before or name is None or spec is None:
+    if checker.error_count > errors_before or name is None or spec is None:
         return None
     return TokenizerRecord(
         name=name,
@@ -357,15 +397,38 @@ def _deprecated_flag(entry: dict[Any, Any], checker: EntryChecker, what: str) ->
     if isinstance(value, str) and value.strip():
         checker.warning(
             "suspicious-boolean",
-            f"'deprecated' of {what} is the string {value!r:.60}, not true/false (a comment "
+            f"'deprecated' of {what} is the string {preview(value)}, not true/false (a comment "
             "needs a space before '#'); read as true, as HELM does",
             line,
         )
         return True
     checker.error(
-        "wrong-type", f"'deprecated' of {what} must be true or false, not {value!r:.60}", line
+        "wrong-type", f"'deprecated' of {what} must be true or false, not {preview(value)}", line
     )
     return False
+
+
+def _num_parameters(entry: dict[Any, Any], checker: EntryChecker, what: str) -> int | None:
+    value = entry.get("num_parameters")
+    if value is None:
+        return None
+    line = checker.key_line(entry, "num_parameters")
+    if isinstance(value, bool) or not isinstance(value, int):
+        checker.error(
+            "wrong-type",
+            f"'num_parameters' of {what} must be a whole number, not {preview(value)}",
+            line,
+        )
+        return None
+    if not 0 <= value <= MAX_PARAMETERS:
+        checker.error(
+            "bad-number",
+            f"'num_parameters' of {what} is {preview(value)}: it must be between 0 and "
+            f"{MAX_PARAMETERS:.0e} (a quadrillion)",
+            line,
+        )
+        return None
+    return value
 
 
 def _release_date(entry: dict[Any, Any], checker: EntryChecker, what: str) -> dt.date | None:
@@ -383,7 +446,7 @@ def _release_date(entry: dict[Any, Any], checker: EntryChecker, what: str) -> dt
             pass
     checker.error(
         "wrong-type",
-        f"'release_date' of {what} must be a date YYYY-MM-DD, not {value!r:.60}",
+        f"'release_date' of {what} must be a date YYYY-MM-DD, not {preview(value)}",
         checker.key_line(entry, "release_date"),
     )
     return None
@@ -403,11 +466,11 @@ def _tags(entry: dict[Any, Any], checker: EntryChecker, what: str) -> tuple[str,
     for tag in value:
         if not isinstance(tag, str) or not tag.strip():
             checker.error(
-                "wrong-type", f"a tag of {what} must be a non-empty string: {tag!r}", line
+                "wrong-type", f"a tag of {what} must be a non-empty string: {preview(tag)}", line
             )
             continue
         if tag in tags:
-            checker.warning("duplicate-tag", f"tag {tag!r} is listed twice for {what}", line)
+            checker.warning("duplicate-tag", f"tag {preview(tag)} is listed twice for {what}", line)
             continue
         tags.append(tag)
     return tuple(tags)
@@ -421,6 +484,20 @@ def _suggest_key(key: str, known: tuple[str, ...]) -> str | None:
         return close[0]
     prefixed = [k for k in known if k.startswith(key) and len(key) >= 3]
     return prefixed[0] if prefixed else None
+
+
+def _finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in `value` (walked without recursion)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True
 
 
 def _plain(value: Any) -> Any:
@@ -450,7 +527,3 @@ def type_name(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return type(value).__name__
-
-
-def _error_count(checker: EntryChecker) -> int:
-    return sum(1 for d in checker.diagnostics if d.severity == "error")

@@ -288,12 +288,14 @@ def _records_of(source: SourceFile, limits: YamlLimits, diagnostics: list[Diagno
         entries = []
     check = _CHECKS[source.kind]
     records = []
+    item_lines: list[int] = getattr(entries, "item_lines", [])
     for index, entry in enumerate(entries):
+        checker.entry_line = item_lines[index] if index < len(item_lines) else None
         record = check(entry, checker)
         if record is not None:
             where = Provenance(file, record.source.line, source.layer, index)
             records.append(replace(record, source=where))
-    diagnostics.extend(checker.diagnostics)
+    diagnostics.extend(checker.finish())
     return records
 
 

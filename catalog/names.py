@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import re
 
+from catalog.diagnostics import preview
+
+# The host part names a cache shard file (`<host>.sqlite`), and file names stop at 255 bytes.
+MAX_NAME_LENGTH = 200
 # Printable, no whitespace, no quotes, no backslash; exactly one '/' between two non-empty parts.
 _PART = r"[A-Za-z0-9][A-Za-z0-9._:+@\-]*"
 NAME_PATTERN = re.compile(rf"{_PART}/{_PART}")
@@ -21,7 +25,7 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 def is_valid_name(name: str) -> bool:
-    return NAME_PATTERN.fullmatch(name) is not None
+    return len(name) <= MAX_NAME_LENGTH and NAME_PATTERN.fullmatch(name) is not None
 
 
 def name_problem(name: str) -> str | None:
@@ -30,11 +34,14 @@ def name_problem(name: str) -> str | None:
         return None
     if name == "":
         return "the name is empty"
+    shown = repr(name) if len(name) <= MAX_NAME_LENGTH else preview(name)
+    if len(name) > MAX_NAME_LENGTH:
+        return f"{shown} is longer than {MAX_NAME_LENGTH} characters"
     if name.count("/") != 1:
-        return f"{name!r} is not of the form org/engine (exactly one '/')"
+        return f"{shown} is not of the form org/engine (exactly one '/')"
     if any(ch.isspace() for ch in name):
-        return f"{name!r} contains whitespace"
+        return f"{shown} contains whitespace"
     return (
-        f"{name!r} is not of the form org/engine: each part starts with a letter or digit "
+        f"{shown} is not of the form org/engine: each part starts with a letter or digit "
         "and holds only ASCII letters, digits and . _ - : + @"
     )

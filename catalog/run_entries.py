@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from catalog.diagnostics import preview
 from catalog.errors import RunEntrySyntaxError
 
 MODEL_KEY = "model"
@@ -24,6 +25,7 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 # Catalog names never hold NUL, so these cannot clash with a real model or deployment.
 _MODEL_SLOT = "\x00model\x00"
 _DEPLOYMENT_SLOT = "\x00deployment\x00"
+_MAX_SHOWN = 300
 
 
 @dataclass(frozen=True)
@@ -118,13 +120,13 @@ def parse_run_entry(text: str) -> RunEntry:
         name = entry[:colon]
         args_start = colon + 1
         if not _NAME.match(name):
-            problem = "is empty" if not name else f"{name!r} is not a run entry name"
+            problem = "is empty" if not name else f"{_shown(name)} is not a run entry name"
             raise _syntax(text, offset + 1, f"the name before ':' {problem}")
     args = _parse_args(text, entry[args_start:], offset + args_start)
     keys = {key for key, _ in args}
     if MODEL_KEY not in keys and DEPLOYMENT_KEY not in keys:
         raise RunEntrySyntaxError(
-            f"run entry {text.strip()!r} names no model: add model=MODEL_OR_GROUP or "
+            f"run entry {_shown(text)} names no model: add model=MODEL_OR_GROUP or "
             "model_deployment=DEPLOYMENT (e.g. mmlu:subject=anatomy,model=text)"
         )
     return RunEntry(text=entry, name=name, args=tuple(args))
@@ -141,20 +143,28 @@ def _parse_args(text: str, args_text: str, start: int) -> list[tuple[str, str]]:
             raise _syntax(text, column, "an empty argument (two ',' in a row, or a ',' at an end)")
         key, sep, value = part.partition("=")
         if not sep:
-            raise _syntax(text, column, f"{part!r} is not of the form key=value")
+            raise _syntax(text, column, f"{_shown(part)} is not of the form key=value")
         if not _KEY.match(key):
-            what = "an empty key" if not key else f"{key!r} is not a valid argument name"
+            what = "an empty key" if not key else f"{_shown(key)} is not a valid argument name"
             raise _syntax(text, column, f"{what} before '='")
         if key in (MODEL_KEY, DEPLOYMENT_KEY) and (value == "" or value != value.strip()):
             problem = "has no value" if value == "" else "has spaces around its value"
             raise _syntax(text, column + len(key) + 1, f"{key}= {problem}")
         if key in seen:
-            raise _syntax(text, column, f"{key}= is given twice (first at column {seen[key]})")
+            raise _syntax(
+                text, column, f"{_shown(key)[1:-1]}= is given twice (first at column {seen[key]})"
+            )
         seen[key] = column
         args.append((key, value))
         column += len(part) + 1
     return args
 
 
+def _shown(text: str) -> str:
+    """Text as a message quotes it; a huge entry (a pasted file?) is cut in the middle."""
+    text = text.strip()
+    return repr(text) if len(text) <= _MAX_SHOWN else preview(text)
+
+
 def _syntax(text: str, column: int, problem: str) -> RunEntrySyntaxError:
-    return RunEntrySyntaxError(f"run entry {text.strip()!r}, column {column}: {problem}")
+    return RunEntrySyntaxError(f"run entry {_shown(text)}, column {column}: {problem}")

@@ -92,15 +92,26 @@ def read_sources(
             try:
                 info = path.stat()
             except FileNotFoundError:
+                if path.is_symlink():  # a file the user meant to be read, not an absent one
+                    problems.append(
+                        _source_problem("unreadable", "a symbolic link to a missing file", path)
+                    )
+                    found = True
                 continue
             except OSError as error:
                 problems.append(_source_problem("unreadable", _os_reason(error), path))
                 found = True
                 continue
             found = True
-            if stat.S_ISDIR(info.st_mode):
+            if not stat.S_ISREG(info.st_mode):
+                # Never opened: a FIFO would block the sync, a device could be endless.
+                what = (
+                    "a directory"
+                    if stat.S_ISDIR(info.st_mode)
+                    else "a special file (FIFO, device or socket)"
+                )
                 problems.append(
-                    _source_problem("not-a-file", "a directory stands where a file belongs", path)
+                    _source_problem("not-a-file", f"{what} stands where a file belongs", path)
                 )
                 continue
             if info.st_size > max_file_bytes:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from yaml.events import (
     AliasEvent,
+    DocumentStartEvent,
     MappingEndEvent,
     MappingStartEvent,
     ScalarEvent,
@@ -24,7 +25,7 @@ from yaml.events import (
     SequenceStartEvent,
 )
 
-from catalog.diagnostics import Diagnostic
+from catalog.diagnostics import MAX_FINDINGS_PER_FILE, Diagnostic
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -43,13 +44,29 @@ _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
 
+# Deeper values would reach Python's recursion limit when they are copied, compared, written
+# as JSON or exported as YAML (up to about three frames a level); HELM's files nest 6 levels.
+MAX_YAML_DEPTH = 200
+
+
 @dataclass(frozen=True)
 class YamlLimits:
-    """Bounds on one source file; `catalog sync --max-file-mb/--max-yaml-nodes/--max-yaml-depth`."""
+    """Bounds on one source file; `catalog sync --max-file-mb/--max-yaml-nodes/--max-yaml-depth`.
+
+    The defaults are far above HELM's real files (v0.5.12: 315 kB and 12,000 nodes at most)
+    and far below what would exhaust a small machine (a sync peaks under 200 MB at the node
+    limit).
+    """
 
     max_file_bytes: int = 64 * 1024 * 1024
-    max_nodes: int = 5_000_000
+    max_nodes: int = 1_000_000
     max_depth: int = 64
+
+    def __post_init__(self) -> None:
+        if self.max_file_bytes < 1 or self.max_nodes < 1:
+            raise ValueError("YamlLimits: max_file_bytes and max_nodes must be at least 1")
+        if not 2 <= self.max_depth <= MAX_YAML_DEPTH:
+            raise ValueError(f"YamlLimits: max_depth must be between 2 and {MAX_YAML_DEPTH}")
 
 
 class LineDict(dict[Any, Any]):
@@ -64,11 +81,17 @@ class LineDict(dict[Any, Any]):
 
 
 class LineList(list[Any]):
-    __slots__ = ("line",)
+    """A sequence that remembers its own line and the line of each item (1-based).
+
+    Item lines matter for items that cannot carry one themselves: `- ~` or `- a string`.
+    """
+
+    __slots__ = ("item_lines", "line")
 
     def __init__(self, line: int) -> None:
         super().__init__()
         self.line = line
+        self.item_lines: list[int] = []
 
 
 class YamlLoadError(Exception):
@@ -99,8 +122,12 @@ _SCALAR_CONSTRUCTORS: dict[str, Any] = {
 }
 
 
-def decode_source(data: bytes, file: str) -> tuple[str, list[Diagnostic]]:
-    """UTF-8 text; a byte-order mark is accepted with a warning, invalid bytes are an error."""
+def check_utf8(data: bytes, file: str) -> tuple[bytes, list[Diagnostic]]:
+    """The bytes without a byte-order mark (accepted with a warning); invalid UTF-8 is an error.
+
+    The bytes, not a decoded str, go on to libyaml, which reads them in place: the text made
+    to check them is dropped at once, and libyaml makes no UTF-8 copy of a str.
+    """
     warnings: list[Diagnostic] = []
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
@@ -110,38 +137,53 @@ def decode_source(data: bytes, file: str) -> tuple[str, list[Diagnostic]]:
             )
         )
     try:
-        return data.decode("utf-8"), warnings
+        codecs.decode(data, "utf-8")
     except UnicodeDecodeError as error:
         before = data[: error.start]
         line = before.count(b"\n") + 1
         column = error.start - (before.rfind(b"\n") + 1) + 1
+        utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
         raise YamlLoadError(
             Diagnostic(
                 "error",
                 "not-utf8",
-                f"the file is not UTF-8 (byte 0x{data[error.start]:02x} cannot be decoded); "
-                "save it as UTF-8",
+                "the file is UTF-16, not UTF-8; save it as UTF-8"
+                if utf16
+                else f"the file is not UTF-8 (byte 0x{data[error.start]:02x} cannot be "
+                "decoded); save it as UTF-8",
                 file,
                 line,
                 column,
             )
         ) from error
+    return data, warnings
 
 
 def parse_yaml(data: bytes, file: str, limits: YamlLimits) -> LoadedYaml:
-    text, warnings = decode_source(data, file)
+    data, warnings = check_utf8(data, file)
     try:
-        document = _build(yaml.parse(text, Loader=_Loader), file, limits, warnings)
+        document = _build(yaml.parse(data, Loader=_Loader), file, limits, warnings)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = error.problem or "invalid YAML"
         if error.context:
-            problem = f"{error.context}: {problem}"
+            context_mark = error.context_mark
+            if context_mark is not None and mark is not None and context_mark.line != mark.line:
+                problem = f"{error.context} (from line {context_mark.line + 1}): {problem}"
+            else:
+                problem = f"{error.context}: {problem}"
+        if mark is not None and b"\t" in _leading_whitespace(data, mark.line):
+            problem += " (the line is indented with a tab; YAML indents with spaces only)"
+        code, message = "yaml-syntax", f"YAML syntax error: {problem}"
+        if "maximum nesting depth" in (error.problem or ""):
+            # libyaml's own bound (1000 levels), met while it looks ahead past ours.
+            code = "yaml-too-deep"
+            message = f"the document nests deeper than the YAML parser allows ({problem})"
         raise YamlLoadError(
             Diagnostic(
                 "error",
-                "yaml-syntax",
-                f"YAML syntax error: {problem}",
+                code,
+                message,
                 file,
                 mark.line + 1 if mark else None,
                 mark.column + 1 if mark else None,
@@ -149,7 +191,7 @@ def parse_yaml(data: bytes, file: str, limits: YamlLimits) -> LoadedYaml:
         ) from error
     except yaml.reader.ReaderError as error:
         # libyaml reports a byte offset into the UTF-8 text.
-        before = text.encode("utf-8")[: error.position]
+        before = data[: error.position]
         raise YamlLoadError(
             Diagnostic(
                 "error",
@@ -165,6 +207,18 @@ def parse_yaml(data: bytes, file: str, limits: YamlLimits) -> LoadedYaml:
             Diagnostic("error", "yaml-syntax", f"YAML error: {error}", file, None)
         ) from error
     return LoadedYaml(document, warnings)
+
+
+def _leading_whitespace(data: bytes, line_index: int) -> bytes:
+    """The indentation of line `line_index` (0-based), found without splitting the whole file."""
+    start = 0
+    for _ in range(line_index):
+        start = data.find(b"\n", start) + 1
+        if start == 0:
+            return b""
+    end = data.find(b"\n", start)
+    line = data[start : end if end != -1 else len(data)]
+    return line[: len(line) - len(line.lstrip(b" \t"))]
 
 
 def _limit_error(code: str, message: str, file: str, line: int) -> YamlLoadError:
@@ -224,9 +278,11 @@ def _build(events: Any, file: str, limits: YamlLimits, warnings: list[Diagnostic
     node_count = 0
     root: Any = None
     have_root = False
+    documents = 0
+    duplicates = 0
 
     def attach(value: Any, line: int) -> None:
-        nonlocal root, have_root
+        nonlocal root, have_root, duplicates
         if not stack:
             root, have_root = value, True
             return
@@ -234,6 +290,7 @@ def _build(events: Any, file: str, limits: YamlLimits, warnings: list[Diagnostic
         container = frame[0]
         if isinstance(container, LineList):
             container.append(value)
+            container.item_lines.append(line)
             return
         if frame[1] is _NO_KEY:
             if isinstance(value, (dict, list)):
@@ -255,6 +312,8 @@ def _build(events: Any, file: str, limits: YamlLimits, warnings: list[Diagnostic
                         container.key_lines[merged_key] = key_line
             return
         if key in container:
+            duplicates += 1
+        if key in container and duplicates <= MAX_FINDINGS_PER_FILE:
             warnings.append(
                 Diagnostic(
                     "warning",
@@ -283,10 +342,14 @@ def _build(events: Any, file: str, limits: YamlLimits, warnings: list[Diagnostic
             if tag not in (None, "!", _MAP_TAG, _SEQ_TAG):
                 raise _limit_error("yaml-tag", f"unsupported YAML tag {tag!r}", file, line)
             if len(stack) >= limits.max_depth:
+                hint = (
+                    "the most this tool reads"
+                    if limits.max_depth >= MAX_YAML_DEPTH
+                    else "raise the limit with --max-yaml-depth"
+                )
                 raise _limit_error(
                     "yaml-too-deep",
-                    f"the document nests deeper than {limits.max_depth} levels "
-                    "(raise the limit with --max-yaml-depth)",
+                    f"the document nests deeper than {limits.max_depth} levels ({hint})",
                     file,
                     line,
                 )
@@ -297,6 +360,17 @@ def _build(events: Any, file: str, limits: YamlLimits, warnings: list[Diagnostic
             if anchor is not None:
                 anchors[anchor] = (container, node_count - start_count + 1)
             attach(container, container.line)
+        elif event_type is DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise _limit_error(
+                    "multiple-documents",
+                    "a second YAML document starts here ('---'); a catalog file holds one "
+                    "document (HELM refuses the file too)",
+                    file,
+                    _event_line(event),
+                )
+            continue
         elif event_type is AliasEvent:
             line = event.start_mark.line + 1
             if event.anchor not in anchors:
@@ -316,6 +390,17 @@ def _build(events: Any, file: str, limits: YamlLimits, warnings: list[Diagnostic
                 file,
                 event.start_mark.line + 1,
             )
+    if duplicates > MAX_FINDINGS_PER_FILE:
+        warnings.append(
+            Diagnostic(
+                "warning",
+                "more-findings",
+                f"{duplicates - MAX_FINDINGS_PER_FILE} more duplicate keys in this file are not "
+                "listed",
+                file,
+                None,
+            )
+        )
     return root if have_root else None
 
 

@@ -10,7 +10,7 @@ from catalog.cli.context import echo_err, state
 from catalog.cli.output import to_json_text
 from catalog.errors import SyncError
 from catalog.importer import TABLES, SyncReport
-from catalog.yaml_source import YamlLimits
+from catalog.yaml_source import MAX_YAML_DEPTH, YamlLimits
 
 _DEFAULT_LIMITS = YamlLimits()
 
@@ -46,10 +46,10 @@ def register(group: click.Group) -> None:
 )
 @click.option(
     "--max-yaml-depth",
-    type=click.IntRange(min=2),
+    type=click.IntRange(min=2, max=MAX_YAML_DEPTH),
     default=_DEFAULT_LIMITS.max_depth,
     show_default=True,
-    help="Refuse a file nested deeper than this.",
+    help=f"Refuse a file nested deeper than this (at most {MAX_YAML_DEPTH}).",
 )
 @click.pass_context
 def sync(
