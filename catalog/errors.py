@@ -67,7 +67,9 @@ class UnknownNameError(CatalogError, LookupError):
     def __init__(self, name: str, known: Iterable[str] = ()) -> None:
         self.name = name
         self.suggestions = suggest(name, known)
-        message = f"unknown {self.kind} {name!r}"
+        from catalog.diagnostics import preview  # a name from a run entry may be huge
+
+        message = f"unknown {self.kind} {preview(name)}"
         if self.suggestions:
             message += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
         super().__init__(message)

@@ -106,6 +106,16 @@ class FileReport:
         return {"summary": self.summary(), "entries": [o.to_json() for o in self.outcomes]}
 
 
+def _read_conf_text(path: Path) -> str:
+    """UTF-8 text (a byte-order mark is dropped); anything else is an error naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise RunEntrySyntaxError(f"{path}:{line}: the file is not UTF-8") from error
+
+
 def resolve_file(
     connection: sqlite3.Connection,
     path: str | Path,
@@ -114,7 +124,7 @@ def resolve_file(
     ignore_deprecated: bool = False,
 ) -> FileReport:
     """Resolve every entry of a run-entries file; one bad entry never stops the others."""
-    text = Path(path).read_text(encoding="utf-8")
+    text = _read_conf_text(Path(path))
     chosen_policy = resolution.policy_in_force(connection, policy)
     outcomes = []
     for entry in parse_conf(text, str(path)):
