@@ -38,6 +38,7 @@ from catalog.cache_store import (
     entry_size,
     same_value,
 )
+from catalog.database import failure_hint
 from catalog.errors import CacheMigrationError
 
 EXAMPLES_PER_SHARD: Final = 5
@@ -532,8 +533,7 @@ def migrate(
         connection, policy=policy, aliases=aliases, name_problem=target.shard_name_problem
     )
     if options.write:
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
+        _require_writable(out if out is not None else cache_dir, created=out is not None)
         target.prepare_for_writing()
     listing = source.list_shards()
     problems = list(listing.problems)
@@ -685,12 +685,12 @@ def _shard_errors(run: _Run, store: CacheStore, shard: str) -> Iterator[None]:
     try:
         yield
     except sqlite3.DatabaseError as error:
-        run.errors.append(f"{store.describe(shard)}: {error}")
+        run.errors.append(_with_hint(f"{store.describe(shard)}: {error}", error))
     except OSError as error:
         where = error.filename or store.describe(shard)
-        run.errors.append(f"{where}: {error.strerror or error}")
+        run.errors.append(_with_hint(f"{where}: {error.strerror or error}", error))
     except CacheMigrationError as error:
-        run.errors.append(str(error))
+        run.errors.append(_with_hint(str(error), error))
 
 
 def _copy_staying(
@@ -961,6 +961,38 @@ def _would_put(
         kept_target=differing if on_conflict == "keep-target" else 0,
         took_source=differing if on_conflict == "keep-source" else 0,
     )
+
+
+def _require_writable(directory: Path, *, created: bool) -> None:
+    """Refuse at the start, once, a directory this run could not write a single shard into."""
+    if created:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CacheMigrationError(
+                _with_hint(
+                    f"{error.filename or directory}: the output directory cannot be created: "
+                    f"{error.strerror or error}",
+                    error,
+                )
+            ) from error
+    if not os.access(directory, os.W_OK | os.X_OK):
+        what = "output directory" if created else "cache directory"
+        advice = (
+            "give --out a directory that can be written"
+            if created
+            else "`--out OUT_DIR` writes the new layout elsewhere and leaves the cache as it is"
+        )
+        raise CacheMigrationError(
+            f"{directory}: the {what} cannot be written (it is read-only: a read-only file "
+            f"system, an immutable directory, or permissions); {advice}"
+        )
+
+
+def _with_hint(message: str, error: BaseException) -> str:
+    """`message` and, for a full disk or an unwritable file, what to do about it."""
+    hint = failure_hint(error, catalog=False)
+    return message if hint is None or hint in message else f"{message} (hint: {hint})"
 
 
 def _require_directory(path: Path, what: str) -> None:

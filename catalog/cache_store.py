@@ -14,6 +14,7 @@ import os
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -270,6 +271,9 @@ class SqliteDirectoryStore(CacheStore):
     def _shard_problem(self, shard: str) -> str | None:
         """Why an existing file is not a sqlitedict cache this store can use, or None."""
         path = self.path_of(shard)
+        linked = _linked_companion(path)
+        if linked is not None:
+            return linked
         with path.open("rb") as file:
             header = file.read(100)
         if header == b"":
@@ -327,6 +331,10 @@ class SqliteDirectoryStore(CacheStore):
             if create and not path.exists():
                 if self.readonly:
                     raise TargetRefusedError(f"{path}: the store is read-only")
+                linked = _linked_companion(path)
+                if linked is not None:
+                    raise TargetRefusedError(f"{path}: {linked}")
+                self._publish_empty_shard(path)
             elif not path.exists():
                 raise FileNotFoundError(2, "no such shard", str(path))
             else:
@@ -339,6 +347,28 @@ class SqliteDirectoryStore(CacheStore):
                 connection.execute(f"PRAGMA cache_size = -{WRITE_CACHE_KIB}")
             self._connections[shard] = connection
         return connection
+
+    def _publish_empty_shard(self, path: Path) -> None:
+        """Create a shard with sqlitedict's table beside it, then give it its name.
+
+        A reader (HELM, or sqlitedict opened read-only) that opens the name then finds the
+        table, never an empty file. Should the name appear meanwhile, that file is used.
+        """
+        temporary = path.with_name(path.name + TEMP_SUFFIX)
+        temporary.unlink(missing_ok=True)
+        connection = sqlite3.connect(
+            f"{temporary.as_uri()}?mode=rwc", uri=True, isolation_level=None
+        )
+        try:
+            connection.execute(CREATE_TABLE_SQL)
+        finally:
+            connection.close()
+        try:
+            with suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        _fsync_directory(self.directory)
 
     def release(self) -> None:
         connections, self._connections = self._connections, {}
@@ -547,6 +577,9 @@ class SqliteDirectoryStore(CacheStore):
         complete or not at all, and a target that appeared meanwhile is never overwritten.
         """
         target = self.path_of(target_shard)
+        linked = _linked_companion(target)
+        if linked is not None:
+            raise TargetRefusedError(f"{target}: {linked}")
         temporary = target.with_name(target.name + TEMP_SUFFIX)
         source_path = source.path_of(source_shard)
         lock = source._connection(source_shard)
@@ -555,11 +588,20 @@ class SqliteDirectoryStore(CacheStore):
             # The shared lock taken by this read keeps writers out until COMMIT below.
             entries = int(lock.execute(f'SELECT count(*) FROM "{TABLE}"').fetchone()[0])
             temporary.unlink(missing_ok=True)
-            with source_path.open("rb") as reader, temporary.open("xb") as writer:
-                while block := reader.read(_COPY_BLOCK):
-                    writer.write(block)
-                writer.flush()
-                os.fsync(writer.fileno())
+            try:
+                with source_path.open("rb") as reader, temporary.open("xb") as writer:
+                    while block := reader.read(_COPY_BLOCK):
+                        writer.write(block)
+                    writer.flush()
+                    os.fsync(writer.fileno())
+            except OSError as error:
+                # A partial copy is no use to anyone, and on a full disk it holds the space.
+                with suppress(OSError):
+                    temporary.unlink()
+                raise CacheMigrationError(
+                    f"{target}: the copy of {source_path} could not be written: "
+                    f"{error.strerror or error}; nothing was published"
+                ) from error
             if not _same_bytes(source_path, temporary):
                 temporary.unlink()
                 raise CacheMigrationError(
@@ -638,6 +680,19 @@ class SqliteDirectoryStore(CacheStore):
         finally:
             connection.execute("DETACH DATABASE source")
         return ShardCopy(counts, verified, "merge")
+
+
+def _linked_companion(path: Path) -> str | None:
+    """A journal, -wal or -shm file of `path` that is a symbolic link: SQLite would write
+    through it, outside the directory, so the shard is not touched at all."""
+    for suffix in ("-journal", "-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.is_symlink():
+            return (
+                f"its {suffix[1:]} file {companion.name} is a symbolic link; not followed "
+                "(remove the link to use this shard)"
+            )
+    return None
 
 
 def _compare_attached(connection: sqlite3.Connection) -> tuple[int, int, int]:

@@ -6,11 +6,12 @@ catalog reads `alembic_version` with sqlite3 and compares it with `catalog.revis
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from catalog.database import DatabaseLocation, connect, create_engine
+from catalog.database import DatabaseLocation, connect, create_engine, open_failure
 from catalog.errors import (
     DatabaseError,
     NotACatalogError,
@@ -98,18 +99,13 @@ def stamped_revision(location: DatabaseLocation) -> str | None:
     """
     if _needs_creation(location):
         return None
-    connection = connect(location, readonly=True)
+    connection = connect(location, inspect=True)
     try:
         revision = current_revision(connection)
         if revision is None and not is_empty(connection) and not _has_version_table(connection):
             raise NotACatalogError(_not_a_catalog_message(location))
     except sqlite3.DatabaseError as error:
-        if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
-            raise NotACatalogError(
-                f"{location.path} is not an SQLite database, so not a model-catalog database; "
-                "give another --db path, or move this file away"
-            ) from error
-        raise DatabaseError(f"{location.path}: {error}") from error
+        raise open_failure(location, error) from error
     finally:
         connection.close()
     return revision
@@ -125,7 +121,18 @@ def _refuse_foreign(location: DatabaseLocation) -> None:
 def upgrade(location: DatabaseLocation, revision: str = "head") -> None:
     """Upgrade (creating the database if there is none) to `revision`."""
     _refuse_foreign(location)
-    location.path.parent.mkdir(parents=True, exist_ok=True)
+    directory = location.path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DatabaseError(
+            f"{location.path}: cannot create the directory {error.filename or directory}: "
+            f"{error.strerror or error}"
+        ) from error
+    if _needs_creation(location) and not os.access(directory, os.W_OK):
+        raise DatabaseError(
+            f"{location.path}: cannot create the catalog there: its directory is read-only"
+        )
     _run(location, "upgrade", revision)
 
 

@@ -76,8 +76,21 @@ def _select(columns: Sequence[str], table: str, alias: str) -> str:
     return "SELECT " + ", ".join(f"{alias}.{c}" for c in columns) + f" FROM {table} AS {alias}"
 
 
+_DAMAGED = (
+    "the database file may be damaged (`catalog query 'PRAGMA integrity_check'` tells): restore "
+    "it from a backup, or run `catalog sync` on a new --db to build the catalog again"
+)
+
+
 def _json_value(text: Any) -> Any:
-    return None if text is None else json.loads(text)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError) as error:
+        raise DatabaseError(
+            f"a JSON column holds {_preview(text)}, not JSON; {_DAMAGED}"
+        ) from error
 
 
 def _date(text: Any) -> dt.date | None:
@@ -85,7 +98,17 @@ def _date(text: Any) -> dt.date | None:
         return None
     if isinstance(text, dt.date):
         return text
-    return dt.date.fromisoformat(str(text)[:10])
+    try:
+        return dt.date.fromisoformat(str(text)[:10])
+    except ValueError as error:
+        raise DatabaseError(
+            f"a date column holds {_preview(text)}, not a date; {_DAMAGED}"
+        ) from error
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _model(row: Sequence[Any], tags: Iterable[str], deployments: Iterable[str]) -> ModelInfo:
@@ -480,6 +503,32 @@ def _only_comments(text: str) -> bool:
             return rest == ""
 
 
+# What a reading statement starts with. Anything else that SQLite runs without asking the
+# authorizer (DROP TABLE IF EXISTS of a table that is not there) is refused all the same.
+_READING_KEYWORDS = frozenset({"select", "with", "values", "pragma", "explain"})
+
+
+def _first_keyword(text: str) -> str:
+    """The first word of a statement, after whitespace and comments."""
+    rest = text
+    while True:
+        rest = rest.lstrip()
+        if rest.startswith("--"):
+            newline = rest.find("\n")
+            rest = "" if newline < 0 else rest[newline + 1 :]
+        elif rest.startswith("/*"):
+            end = rest.find("*/", 2)
+            rest = "" if end < 0 else rest[end + 2 :]
+        else:
+            break
+    word = ""
+    for char in rest:
+        if not char.isalpha():
+            break
+        word += char
+    return word.lower()
+
+
 def _check_single_statement(query: str) -> None:
     """Refuse a second statement before SQLite sees any: `SELECT 1; DROP TABLE models`."""
     if _only_comments(query):
@@ -526,6 +575,12 @@ def run_readonly_query(
         connection.set_authorizer(authorizer)
         try:
             cursor = connection.execute(query, bound)
+            keyword = _first_keyword(query)
+            if keyword not in _READING_KEYWORDS:
+                raise ReadOnlyQueryError(
+                    f"refused: {keyword.upper() or 'the statement'} is not a reading statement; "
+                    f"{_READ_ONLY_HINT}"
+                )
             columns = [column[0] for column in cursor.description or ()]
             return [dict(zip(columns, row, strict=True)) for row in cursor]
         except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as error:
