@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog import __version__
-from catalog.database import DatabaseLocation, create_engine
+from catalog.database import DatabaseLocation, create_engine, failure_hint
 from catalog.diagnostics import Diagnostic
 from catalog.entries import (
     CheckEntry,
@@ -506,9 +506,10 @@ def _write(
             else:
                 transaction.commit()
     except DBAPIError as error:
+        hint = failure_hint(error.orig)
         raise DatabaseError(
             f"{location.path}: the sync could not be written ({error.orig}); "
-            "the database is unchanged"
+            "the database is unchanged" + (f"\nhint: {hint}" if hint else "")
         ) from error
     finally:
         engine.dispose()

@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from catalog import resolution
+from catalog.database import failure_hint
 from catalog.entities import PinInfo
 from catalog.errors import (
+    DatabaseError,
     PinError,
     SettingError,
     UnknownDeploymentError,
@@ -45,14 +47,25 @@ SETTINGS: dict[str, SettingSpec] = {
 
 @contextmanager
 def _write(connection: sqlite3.Connection) -> Iterator[None]:
-    connection.execute("BEGIN IMMEDIATE")
+    """One write transaction; SQLite's own failures (locked, read-only, full) become errors
+    that say what to do, and nothing is left half-written."""
     try:
-        yield
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    else:
-        connection.execute("COMMIT")
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        else:
+            connection.execute("COMMIT")
+    except sqlite3.Error as error:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        hint = failure_hint(error)
+        raise DatabaseError(
+            f"the change was not written ({error}); the database is unchanged"
+            + (f": {hint}" if hint else "")
+        ) from error
     finally:
         resolution.invalidate(connection)
 

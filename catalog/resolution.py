@@ -501,7 +501,13 @@ def resolve_run_entry(
         return [_explicit(snap, entry, model, deployment)]
     assert model is not None
     if is_group(model):
-        plan = snap.group_plan(connection, model, chosen_policy, ignore_deprecated)
+        # The group's members are read by another query: one read transaction with the
+        # snapshot's check, so a sync committing in between cannot give a mixed answer.
+        from catalog.store import read_snapshot
+
+        with read_snapshot(connection):
+            snap = snapshot(connection)
+            plan = snap.group_plan(connection, model, chosen_policy, ignore_deprecated)
     elif model in snap.models:
         plan = [snap.plan(model, chosen_policy, ignore_deprecated, None)]
     else:
