@@ -506,7 +506,7 @@ def _write(
             else:
                 transaction.commit()
     except DBAPIError as error:
-        hint = failure_hint(error.orig)
+        hint = failure_hint(error.orig or error)
         raise DatabaseError(
             f"{location.path}: the sync could not be written ({error.orig}); "
             "the database is unchanged" + (f"\nhint: {hint}" if hint else "")

@@ -64,7 +64,7 @@ def _write(connection: sqlite3.Connection) -> Iterator[None]:
         hint = failure_hint(error)
         raise DatabaseError(
             f"the change was not written ({error}); the database is unchanged"
-            + (f": {hint}" if hint else "")
+            + (f"\nhint: {hint}" if hint else "")
         ) from error
     finally:
         resolution.invalidate(connection)
