@@ -8,7 +8,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,6 @@ from tests.cache_helpers import (
     response,
     shards,
     state,
-    synced_copy,
-    synced_template,
     write_raw,
     write_shard,
 )
@@ -48,28 +45,6 @@ GPT2 = {key(model="gpt2", prompt="g", temperature=0.0): response("g")}
 OPENAI_UNROUTED = {key(model="text-unheard-of", prompt="h"): response("h")}
 TOKENIZER = {key(tokenizer="huggingface/gpt2", text="tokenize me"): {"tokens": [1, 2]}}
 PALM = {key(model="google/palm", prompt="i"): response("i")}
-
-
-@pytest.fixture(scope="module")
-def pr1903_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synced_template(tmp_path_factory, "2023-11-17-pr1903")
-
-
-@pytest.fixture(scope="module")
-def v0512_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synced_template(tmp_path_factory, "v0.5.12")
-
-
-@pytest.fixture
-def pr1903(pr1903_template: Path, tmp_path: Path) -> Iterator[Catalog]:
-    with synced_copy(pr1903_template, tmp_path / "catalog.db") as catalog:
-        yield catalog
-
-
-@pytest.fixture
-def v0512(v0512_template: Path, tmp_path: Path) -> Iterator[Catalog]:
-    with synced_copy(v0512_template, tmp_path / "catalog.db") as catalog:
-        yield catalog
 
 
 @pytest.fixture

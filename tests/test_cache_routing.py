@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from catalog.cache_routing import (
 )
 from catalog.cache_store import shard_name_problem
 from catalog.errors import CacheMigrationError, SettingError
-from tests.cache_helpers import key, synced_copy, synced_template
+from tests.cache_helpers import key
 
 
 def deployment_names(name: str, model: str, args: dict[str, Any] | None = None) -> DeploymentNames:
@@ -234,28 +233,6 @@ def test_candidates_hold_case_folded_match_strings() -> None:
 
 
 # From the real catalogs ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pr1903_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synced_template(tmp_path_factory, "2023-11-17-pr1903")
-
-
-@pytest.fixture(scope="module")
-def v0512_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synced_template(tmp_path_factory, "v0.5.12")
-
-
-@pytest.fixture
-def pr1903(pr1903_template: Path, tmp_path: Path) -> Iterator[Catalog]:
-    with synced_copy(pr1903_template, tmp_path / "catalog.db") as catalog:
-        yield catalog
-
-
-@pytest.fixture
-def v0512(v0512_template: Path, tmp_path: Path) -> Iterator[Catalog]:
-    with synced_copy(v0512_template, tmp_path / "catalog.db") as catalog:
-        yield catalog
 
 
 def route(catalog: Catalog, shard: str, *, policy: str | None = None, **request: Any) -> Outcome:
