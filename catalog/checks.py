@@ -8,6 +8,7 @@ model's deployment). Each finding has a stable `code` for scripts, and the file:
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -148,102 +149,87 @@ def _broken_pins(connection: sqlite3.Connection) -> list[Finding]:
     return findings
 
 
+def _findings(
+    connection: sqlite3.Connection,
+    severity: Severity,
+    code: str,
+    query: str,
+    message: Callable[..., str],
+) -> list[Finding]:
+    """One finding per row of `query`, whose columns are name, file, line and `message`'s extras."""
+    return [
+        Finding(severity, code, message(name, *extra), subject=name, file=file, line=line)
+        for name, file, line, *extra in connection.execute(query).fetchall()
+    ]
+
+
 def _placeholder_models(connection: sqlite3.Connection) -> list[Finding]:
-    rows = connection.execute(
+    return _findings(
+        connection,
+        "warning",
+        "placeholder-model",
         "SELECT m.name, m.source_file, m.source_line, "
         "(SELECT d.name FROM deployments AS d WHERE d.model_name = m.name "
         " ORDER BY d.position LIMIT 1) "
-        "FROM models AS m WHERE m.is_placeholder = 1 ORDER BY m.position"
-    ).fetchall()
-    return [
-        Finding(
-            "warning",
-            "placeholder-model",
+        "FROM models AS m WHERE m.is_placeholder = 1 ORDER BY m.position",
+        lambda name, deployment: (
             f"model {name!r} has no metadata (deployment {deployment!r} serves it); it stands "
             "as a placeholder with creator Unknown and generic text tags: add it to "
-            "model_metadata.yaml",
-            subject=name,
-            file=file,
-            line=line,
-        )
-        for name, file, line, deployment in rows
-    ]
+            "model_metadata.yaml"
+        ),
+    )
 
 
 def _placeholder_tokenizers(connection: sqlite3.Connection) -> list[Finding]:
-    rows = connection.execute(
+    return _findings(
+        connection,
+        "warning",
+        "placeholder-tokenizer",
         "SELECT t.name, t.source_file, t.source_line, "
         "(SELECT d.name FROM deployments AS d WHERE d.tokenizer_name = t.name "
         " ORDER BY d.position LIMIT 1) "
-        "FROM tokenizers AS t WHERE t.is_placeholder = 1 ORDER BY t.position"
-    ).fetchall()
-    return [
-        Finding(
-            "warning",
-            "placeholder-tokenizer",
+        "FROM tokenizers AS t WHERE t.is_placeholder = 1 ORDER BY t.position",
+        lambda name, deployment: (
             f"tokenizer {name!r} has no config (deployment {deployment!r} uses it): add it to "
-            "tokenizer_configs.yaml or fix the deployment's tokenizer_name",
-            subject=name,
-            file=file,
-            line=line,
-        )
-        for name, file, line, deployment in rows
-    ]
+            "tokenizer_configs.yaml or fix the deployment's tokenizer_name"
+        ),
+    )
 
 
 def _models_without_deployments(connection: sqlite3.Connection) -> list[Finding]:
-    rows = connection.execute(
+    return _findings(
+        connection,
+        "warning",
+        "model-without-deployments",
         "SELECT m.name, m.source_file, m.source_line FROM models AS m "
         "WHERE NOT EXISTS (SELECT 1 FROM deployments AS d WHERE d.model_name = m.name) "
-        "ORDER BY m.position"
-    ).fetchall()
-    return [
-        Finding(
-            "warning",
-            "model-without-deployments",
-            f"model {name!r} has no deployment, so no run can use it",
-            subject=name,
-            file=file,
-            line=line,
-        )
-        for name, file, line in rows
-    ]
+        "ORDER BY m.position",
+        lambda name: f"model {name!r} has no deployment, so no run can use it",
+    )
 
 
 def _models_with_only_deprecated_deployments(connection: sqlite3.Connection) -> list[Finding]:
-    rows = connection.execute(
+    return _findings(
+        connection,
+        "warning",
+        "all-deployments-deprecated",
         "SELECT m.name, m.source_file, m.source_line, count(d.name) FROM models AS m "
         "JOIN deployments AS d ON d.model_name = m.name "
-        "GROUP BY m.name HAVING min(d.deprecated) = 1 ORDER BY m.position"
-    ).fetchall()
-    return [
-        Finding(
-            "warning",
-            "all-deployments-deprecated",
+        "GROUP BY m.name HAVING min(d.deprecated) = 1 ORDER BY m.position",
+        lambda name, count: (
             f"model {name!r} has {count} deployment{'s' if count != 1 else ''}, all "
-            "deprecated: a run of it uses a deprecated deployment",
-            subject=name,
-            file=file,
-            line=line,
-        )
-        for name, file, line, count in rows
-    ]
+            "deprecated: a run of it uses a deprecated deployment"
+        ),
+    )
 
 
 def _unused_tokenizers(connection: sqlite3.Connection) -> list[Finding]:
-    rows = connection.execute(
+    return _findings(
+        connection,
+        "info",
+        "unused-tokenizer",
         "SELECT t.name, t.source_file, t.source_line FROM tokenizers AS t "
         "WHERE NOT EXISTS (SELECT 1 FROM deployments AS d WHERE d.tokenizer_name = t.name) "
-        "ORDER BY t.position"
-    ).fetchall()
-    return [
-        Finding(
-            "info",
-            "unused-tokenizer",
-            f"no deployment uses tokenizer {name!r}",
-            subject=name,
-            file=file,
-            line=line,
-        )
-        for name, file, line in rows
-    ]
+        "ORDER BY t.position",
+        lambda name: f"no deployment uses tokenizer {name!r}",
+    )
