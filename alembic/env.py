@@ -11,11 +11,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from catalog.database import DatabaseLocation, create_engine
-from catalog.schema import Base
+from catalog.db.connection import create_engine
+from catalog.db.location import DatabaseLocation
+from catalog.db.metadata import build_metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = build_metadata()
 
 
 def run_migrations_offline() -> None:

@@ -1,7 +1,7 @@
-"""model-catalog: HELM's model catalog as a relational SQLite database.
+"""model-catalog: HELM's model catalog as a relational database.
 
 `from catalog import Catalog` is all most code needs. Importing this package loads neither
-SQLAlchemy nor Alembic nor PyYAML: those come in only when a method writes.
+SQLAlchemy nor Alembic nor PyYAML: those come in only when the schema changes or YAML is read.
 """
 
 __version__ = "0.1.0"
@@ -11,8 +11,11 @@ from catalog.errors import (
     AmbiguousRunEntryError,
     CacheMigrationError,
     CatalogError,
+    DatabaseBusyError,
     DatabaseError,
     IncompatibleDeploymentError,
+    IntegrityViolationError,
+    NoCatalogError,
     NotACatalogError,
     PinError,
     ReadOnlyQueryError,
@@ -37,8 +40,11 @@ __all__ = [
     "CacheMigrationError",
     "Catalog",
     "CatalogError",
+    "DatabaseBusyError",
     "DatabaseError",
     "IncompatibleDeploymentError",
+    "IntegrityViolationError",
+    "NoCatalogError",
     "NotACatalogError",
     "PinError",
     "ReadOnlyQueryError",

@@ -1,7 +1,9 @@
 """`Catalog`: the one entry point of the Python API; every CLI command calls a method here.
 
-Opening and reading use only the standard library's sqlite3, so `import catalog` and a lookup
-stay fast; SQLAlchemy, Alembic and PyYAML are imported only by the methods that write.
+A `Catalog` owns its connection and its resolution engine; the modules behind each method
+(catalog.sync, catalog.query, catalog.resolve, catalog.cache) are imported when first used, so
+`import catalog` and a lookup load only the standard library's sqlite3: SQLAlchemy, Alembic and
+PyYAML come in only when the schema changes or YAML is read.
 """
 
 from __future__ import annotations
@@ -13,39 +15,52 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from catalog import migrations
-from catalog.database import DatabaseLocation, connect
-from catalog.errors import DatabaseError
+from catalog.db import migrations
+from catalog.db.connection import CatalogConnection, connect
+from catalog.db.location import DatabaseLocation
+from catalog.errors import DatabaseError, NoCatalogError
+from catalog.resolve.engine import ResolutionEngine
 
 if TYPE_CHECKING:
-    from catalog.cache_migration import CacheMigrationReport, CachePlan
-    from catalog.checks import CheckReport
-    from catalog.entities import DeploymentInfo, ModelInfo, PinInfo, TagInfo, TokenizerInfo
-    from catalog.importer import SyncReport
-    from catalog.resolution import Explanation, Resolution
-    from catalog.yaml_source import YamlLimits
+    from catalog.cache.report import CacheMigrationReport, CachePlan
+    from catalog.db.schema import DeploymentInfo, ModelInfo, PinInfo, TagInfo, TokenizerInfo
+    from catalog.query.checks import CheckReport
+    from catalog.resolve.conf_resolution import FileReport
+    from catalog.resolve.engine import Explanation, Resolution
+    from catalog.sync.report import SyncReport
+    from catalog.sync.yaml_loader import YamlLimits
 
 
 class Catalog:
     """A catalog database. Use `Catalog.open()`; results are plain frozen dataclasses."""
 
-    def __init__(self, location: DatabaseLocation, connection: sqlite3.Connection) -> None:
+    def __init__(self, location: DatabaseLocation, connection: CatalogConnection) -> None:
         self.location = location
         self.connection = connection
+        self.engine = ResolutionEngine(connection)
 
     @classmethod
-    def open(cls, path_or_url: str | os.PathLike[str] | None = None) -> Catalog:
-        """Open (or create, at the newest schema) the catalog; default $CATALOG_DB or ./catalog.db.
+    def open(
+        cls, path_or_url: str | os.PathLike[str] | None = None, *, create: bool = True
+    ) -> Catalog:
+        """Open the catalog (default $CATALOG_DB or ./catalog.db); with `create`, a catalog
+        that does not exist yet is created at the newest schema, else NoCatalogError.
 
         An existing database at another schema revision is refused, never altered: the error
         names `catalog db upgrade`.
         """
         location = DatabaseLocation.parse(path_or_url)
-        if _needs_creation(location.path):
+        if not location.exists():
+            if location.path.is_dir():
+                raise DatabaseError(f"{location.path} is a directory: give the path of a catalog")
+            if not create:
+                raise NoCatalogError(
+                    f"no catalog at {location.path}", hint="run `catalog sync` to create one"
+                )
             migrations.upgrade(location)
         connection = connect(location)
         try:
-            migrations.check_schema(connection, location)
+            migrations.check_schema(connection.raw, location)
         except sqlite3.DatabaseError as error:
             connection.close()
             raise DatabaseError(
@@ -74,6 +89,8 @@ class Catalog:
     ) -> None:
         self.close()
 
+    # Syncing: catalog.sync ------------------------------------------------------------------
+
     def sync(
         self,
         sources: Sequence[str | os.PathLike[str]] = (),
@@ -85,13 +102,11 @@ class Catalog:
         limits: YamlLimits | None = None,
     ) -> SyncReport:
         """Make the catalog exactly the union of `sources` (default: the bundled configs/)."""
-        from catalog import importer
+        from catalog.sync import pipeline
 
-        paths = [Path(source) for source in sources]
-        return importer.sync(
-            self.location,
+        return pipeline.sync(
             self.connection,
-            paths,
+            [Path(source) for source in sources],
             helm=helm,
             strict=strict,
             dry_run=dry_run,
@@ -99,31 +114,37 @@ class Catalog:
             limits=limits,
         )
 
-    # Reading: catalog.store ------------------------------------------------------------------
+    # Reading: catalog.query -----------------------------------------------------------------
 
     def model(self, name: str) -> ModelInfo:
         """One model with its tags and deployments; UnknownModelError suggests close names."""
-        from catalog import store
+        from catalog.query import lookups
 
-        return store.get_model(self.connection, name)
+        return lookups.get_model(self.connection, name)
 
     def deployment(self, name: str) -> DeploymentInfo:
-        from catalog import store
+        from catalog.query import lookups
 
-        return store.get_deployment(self.connection, name)
+        return lookups.get_deployment(self.connection, name)
 
     def tokenizer(self, name: str) -> TokenizerInfo:
-        from catalog import store
+        from catalog.query import lookups
 
-        return store.get_tokenizer(self.connection, name)
+        return lookups.get_tokenizer(self.connection, name)
 
     def models(
         self, *, tag: str | None = None, creator: str | None = None, host: str | None = None
     ) -> list[ModelInfo]:
         """Models in catalog order; `creator` is the name prefix, `host` a deployment host."""
-        from catalog import store
+        from catalog.query import lookups
 
-        return store.list_models(self.connection, tag=tag, creator=creator, host=host)
+        return lookups.list_models(self.connection, tag=tag, creator=creator, host=host)
+
+    def model_names(self) -> list[str]:
+        """Every model's name, in catalog order."""
+        from catalog.query import lookups
+
+        return lookups.names(self.connection, "models")
 
     def deployments(
         self,
@@ -133,9 +154,9 @@ class Catalog:
         tokenizer: str | None = None,
         include_deprecated: bool = True,
     ) -> list[DeploymentInfo]:
-        from catalog import store
+        from catalog.query import lookups
 
-        return store.list_deployments(
+        return lookups.list_deployments(
             self.connection,
             model=model,
             host=host,
@@ -144,92 +165,102 @@ class Catalog:
         )
 
     def tokenizers(self) -> list[TokenizerInfo]:
-        from catalog import store
+        from catalog.query import lookups
 
-        return store.list_tokenizers(self.connection)
+        return lookups.list_tokenizers(self.connection)
 
     def tags(self) -> list[TagInfo]:
-        from catalog import store
+        from catalog.query import lookups
 
-        return store.list_tags(self.connection)
+        return lookups.list_tags(self.connection)
 
     def sql(
         self, query: str, params: Sequence[Any] | dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
         """Run one read-only query; anything that would write raises ReadOnlyQueryError."""
-        from catalog import store
+        from catalog.db import readonly
 
-        return store.run_readonly_query(self.location, query, params)
+        return readonly.run_readonly_query(self.location, query, params)
 
     def check(self) -> CheckReport:
-        from catalog import checks
+        from catalog.query import checks
 
         return checks.check_catalog(self.connection)
 
     def export(self, out_dir: str | os.PathLike[str]) -> list[Path]:
         """Write the three HELM YAML files; syncing them back gives the same catalog."""
-        from catalog import export
+        from catalog.query import export
 
         return export.export_catalog(self.connection, Path(out_dir))
 
-    # Resolution: catalog.resolution ----------------------------------------------------------
+    # Resolution: catalog.resolve ------------------------------------------------------------
 
     def policy_in_force(self, policy: str | None = None) -> str:
         """`policy` if given, else the database's setting, else `first`."""
-        from catalog import resolution
-
-        return resolution.policy_in_force(self.connection, policy)
+        return self.engine.policy_in_force(policy)[0]
 
     def default_deployment(
         self, model: str, policy: str | None = None, ignore_deprecated: bool = False
     ) -> str | None:
-        from catalog import resolution
-
-        return resolution.default_deployment(
-            self.connection, model, policy=policy, ignore_deprecated=ignore_deprecated
+        return self.engine.default_deployment(
+            model, policy=policy, ignore_deprecated=ignore_deprecated
         )
 
     def resolve(
         self, run_entry: str, *, policy: str | None = None, ignore_deprecated: bool = False
     ) -> list[Resolution]:
-        from catalog import resolution
+        return self.engine.resolve(run_entry, policy=policy, ignore_deprecated=ignore_deprecated)
 
-        return resolution.resolve_run_entry(
-            self.connection, run_entry, policy=policy, ignore_deprecated=ignore_deprecated
+    def resolve_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        policy: str | None = None,
+        ignore_deprecated: bool = False,
+    ) -> FileReport:
+        """Every entry of a HELM run-entries file; one bad entry never stops the others."""
+        from catalog.resolve import conf_resolution
+
+        return conf_resolution.resolve_file(
+            self.engine, Path(path), policy=policy, ignore_deprecated=ignore_deprecated
         )
 
     def explain(self, model: str, policy: str | None = None) -> Explanation:
-        from catalog import resolution
-
-        return resolution.explain(self.connection, model, policy=policy)
+        return self.engine.explain(model, policy=policy)
 
     def pin(self, model: str, deployment: str) -> PinInfo:
-        from catalog import pins
+        from catalog.resolve import pins
 
         return pins.pin(self.connection, model, deployment)
 
     def unpin(self, model: str) -> bool:
         """Remove the pin of `model`; False if it had none."""
-        from catalog import pins
+        from catalog.resolve import pins
 
         return pins.unpin(self.connection, model)
 
     def pins(self) -> list[PinInfo]:
-        from catalog import pins
+        from catalog.resolve import pins
 
         return pins.list_pins(self.connection)
 
     def settings(self) -> dict[str, str]:
-        from catalog import pins
+        from catalog.resolve import settings
 
-        return pins.get_settings(self.connection)
+        return settings.get_settings(self.connection)
+
+    def setting(self, key: str) -> str:
+        """One setting's value (its default if never set); SettingError for an unknown key."""
+        from catalog.resolve import settings
+
+        return settings.get_setting(self.connection, key)
 
     def set_setting(self, key: str, value: str) -> None:
-        from catalog import pins
+        from catalog.resolve import settings
 
-        pins.set_setting(self.connection, key, value)
+        settings.set_setting(self.connection, key, value)
 
-    # Cache migration: catalog.cache_migration ------------------------------------------------
+    # Cache migration: catalog.cache ---------------------------------------------------------
 
     def plan_cache_migration(
         self,
@@ -238,10 +269,10 @@ class Catalog:
         aliases: str | os.PathLike[str] | None = None,
         policy: str | None = None,
     ) -> CachePlan:
-        from catalog import cache_migration
+        from catalog.cache import plan
 
-        return cache_migration.plan(
-            self.connection, Path(cache_dir), aliases=aliases, policy=policy
+        return plan.plan(
+            self.connection, self.engine, Path(cache_dir), aliases=aliases, policy=policy
         )
 
     def migrate_cache(
@@ -257,10 +288,11 @@ class Catalog:
         policy: str | None = None,
         progress: Any = None,
     ) -> CacheMigrationReport:
-        from catalog import cache_migration
+        from catalog.cache import migrate
 
-        return cache_migration.migrate(
+        return migrate.migrate(
             self.connection,
+            self.engine,
             Path(cache_dir),
             out=Path(out) if out is not None else None,
             in_place=in_place,
@@ -271,10 +303,3 @@ class Catalog:
             policy=policy,
             progress=progress,
         )
-
-
-def _needs_creation(path: Path) -> bool:
-    try:
-        return path.stat().st_size == 0
-    except FileNotFoundError:
-        return True

@@ -15,16 +15,14 @@ written unquoted inside spec args is its ISO string (the catalog stores args as 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
-import sqlite3
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog import resolution
 from catalog.api import Catalog
-from catalog.errors import UnknownDeploymentError, UnknownModelError
+from catalog.db.schema import DeploymentInfo
+from catalog.errors import UnknownModelError, UnknownTokenizerError
 
 TEXT_MODEL_TAG = "TEXT_MODEL_TAG"
 CODE_MODEL_TAG = "CODE_MODEL_TAG"
@@ -97,60 +95,59 @@ class TokenizerConfig:
     prefix_token: str | None = None
 
 
-_catalog: Catalog | None = None
+class _CurrentCatalog:
+    """The catalog the module-level functions answer from.
+
+    HELM's registry is module-level by HELM's design, so this one piece of process-wide state
+    stands for it; everything else lives in the `Catalog` it holds.
+    """
+
+    __slots__ = ("catalog",)
+
+    def __init__(self) -> None:
+        self.catalog: Catalog | None = None
+
+    def get(self) -> Catalog:
+        if self.catalog is None:
+            self.catalog = Catalog.open()
+        return self.catalog
+
+
+_CURRENT = _CurrentCatalog()
 
 
 def use_catalog(path_or_catalog: Catalog | str | os.PathLike[str] | None = None) -> Catalog:
     """Answer from this catalog from now on (a Catalog, or a path / URL to open)."""
-    global _catalog
     if isinstance(path_or_catalog, Catalog):
-        _catalog = path_or_catalog
+        _CURRENT.catalog = path_or_catalog
     else:
-        _catalog = Catalog.open(path_or_catalog)
-    return _catalog
-
-
-def _connection() -> sqlite3.Connection:
-    if _catalog is None:
-        use_catalog(None)
-    assert _catalog is not None
-    return _catalog.connection
+        _CURRENT.catalog = Catalog.open(path_or_catalog)
+    return _CURRENT.catalog
 
 
 # model_metadata_registry ---------------------------------------------------------------------
 
 
 def get_model_metadata(model_name: str) -> ModelMetadata:
-    connection = _connection()
-    row = connection.execute(
-        "SELECT name, creator_organization_name, display_name, description, access, "
-        "release_date, num_parameters, is_placeholder FROM models WHERE name = ?",
-        (model_name,),
-    ).fetchone()
-    if row is None:
-        known = [r[0] for r in connection.execute("SELECT name FROM models")]
-        raise UnknownModelMetadataError(model_name, known)
-    name, creator, display, description, access, release, parameters, _placeholder = row
-    tags = [
-        r[0]
-        for r in connection.execute(
-            "SELECT tag_name FROM model_tags WHERE model_name = ? ORDER BY position", (name,)
-        )
-    ]
+    catalog = _CURRENT.get()
+    try:
+        model = catalog.model(model_name)
+    except UnknownModelError as error:
+        raise UnknownModelMetadataError(model_name, catalog.model_names()) from error
     return ModelMetadata(
-        name=name,
-        creator_organization_name=creator,
-        display_name=display,
-        description=description,
-        access=access,
-        release_date=dt.date.fromisoformat(release) if release else None,
-        tags=tags,
-        num_parameters=parameters,
-        deployment_names=_deployment_names(connection, name),
+        name=model.name,
+        creator_organization_name=model.creator_organization_name,
+        display_name=model.display_name,
+        description=model.description,
+        access=model.access,
+        release_date=model.release_date,
+        tags=list(model.tags),
+        num_parameters=model.num_parameters,
+        deployment_names=_deployment_names(catalog, model.name),
     )
 
 
-def _deployment_names(connection: sqlite3.Connection, model: str) -> list[str] | None:
+def _deployment_names(catalog: Catalog, model: str) -> list[str] | None:
     """HELM's `deployment_names` as its registry leaves it after loading the deployments.
 
     HELM starts from None, treats None as [model name], and appends each deployment not yet
@@ -158,25 +155,23 @@ def _deployment_names(connection: sqlite3.Connection, model: str) -> list[str] |
     is listed only if another deployment came before it.
     """
     names: list[str] | None = None
-    for (deployment,) in connection.execute(
-        "SELECT name FROM deployments WHERE model_name = ? ORDER BY first_position", (model,)
-    ):
-        if deployment not in (names if names is not None else [model]):
-            names = (names or []) + [deployment]
+    deployments = sorted(catalog.deployments(model=model), key=lambda d: d.first_position)
+    for deployment in deployments:
+        if deployment.name not in (names if names is not None else [model]):
+            names = (names or []) + [deployment.name]
     return names
 
 
 def get_all_models() -> list[str]:
-    return [r[0] for r in _connection().execute("SELECT name FROM models ORDER BY position")]
+    return _CURRENT.get().model_names()
 
 
 def get_model_names_with_tag(tag: str) -> list[str]:
-    rows = _connection().execute(
-        "SELECT m.name FROM model_tags AS t JOIN models AS m ON m.name = t.model_name "
-        "WHERE t.tag_name = ? ORDER BY m.position",
-        (tag,),
-    )
-    return [r[0] for r in rows]
+    """Models with `tag` in catalog order; an unknown tag has none (as in HELM)."""
+    catalog = _CURRENT.get()
+    if tag not in {t.name for t in catalog.tags()}:
+        return []
+    return [m.name for m in catalog.models(tag=tag)]
 
 
 def model_has_tag(model_name: str, tag: str) -> bool:
@@ -197,49 +192,33 @@ def get_all_instruction_following_models() -> list[str]:
 
 # model_deployment_registry -------------------------------------------------------------------
 
-_DEPLOYMENT_COLUMNS = (
-    "name, client_class, client_args, model_name, tokenizer_name, window_service_class, "
-    "window_service_args, max_sequence_length, max_request_length, "
-    "max_sequence_and_generated_tokens_length, deprecated, host_organization, engine"
-)
 
-
-def _deployment(row: tuple[Any, ...]) -> ModelDeployment:
-    (name, client_class, client_args, model_name, tokenizer, window_class, window_args) = row[:7]
+def _helm_deployment(deployment: DeploymentInfo) -> ModelDeployment:
+    window_class = deployment.window_service_class
     return ModelDeployment(
-        name=name,
-        client_spec=ClientSpec(client_class, _json(client_args)),
-        model_name=model_name,
-        tokenizer_name=tokenizer,
+        name=deployment.name,
+        client_spec=ClientSpec(deployment.client_class, dict(deployment.client_args or {})),
+        model_name=deployment.model_name,
+        tokenizer_name=deployment.tokenizer_name,
         window_service_spec=(
-            WindowServiceSpec(window_class, _json(window_args)) if window_class else None
+            WindowServiceSpec(window_class, dict(deployment.window_service_args or {}))
+            if window_class
+            else None
         ),
-        max_sequence_length=row[7],
-        max_request_length=row[8],
-        max_sequence_and_generated_tokens_length=row[9],
-        deprecated=bool(row[10]),
-        host_organization=row[11],
-        engine=row[12],
+        max_sequence_length=deployment.max_sequence_length,
+        max_request_length=deployment.max_request_length,
+        max_sequence_and_generated_tokens_length=(
+            deployment.max_sequence_and_generated_tokens_length
+        ),
+        deprecated=deployment.deprecated,
+        host_organization=deployment.host_organization,
+        engine=deployment.engine,
     )
-
-
-def _json(text: str | None) -> dict[str, Any]:
-    if text is None:
-        return {}
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
 
 
 def get_model_deployment(name: str, warn_deprecated: bool = False) -> ModelDeployment:
     """Raises UnknownDeploymentError, a ValueError, for an unknown name (as HELM does)."""
-    connection = _connection()
-    row = connection.execute(
-        f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE name = ?", (name,)
-    ).fetchone()
-    if row is None:
-        known = [r[0] for r in connection.execute("SELECT name FROM deployments")]
-        raise UnknownDeploymentError(name, known)
-    deployment = _deployment(row)
+    deployment = _helm_deployment(_CURRENT.get().deployment(name))
     if deployment.deprecated and warn_deprecated:
         warnings.warn(f"model deployment {name} is deprecated", stacklevel=2)
     return deployment
@@ -250,21 +229,18 @@ def get_model_deployment_host_organization(name: str) -> str:
 
 
 def get_model_deployments_by_host_organization(host_organization: str) -> list[str]:
-    """Names of the deployments on this host, in catalog order."""
-    rows = _connection().execute(
-        "SELECT name FROM deployments WHERE host_organization = ? ORDER BY first_position",
-        (host_organization,),
-    )
-    return [r[0] for r in rows]
+    """Names of the deployments on this host, in HELM's list order."""
+    deployments = _CURRENT.get().deployments(host=host_organization)
+    return [d.name for d in sorted(deployments, key=lambda d: d.first_position)]
 
 
 def get_model_names_with_tokenizer(tokenizer_name: str) -> list[str]:
     """The model of each deployment using this tokenizer (a model once per deployment)."""
-    rows = _connection().execute(
-        "SELECT model_name FROM deployments WHERE tokenizer_name = ? ORDER BY first_position",
-        (tokenizer_name,),
-    )
-    return [r[0] for r in rows]
+    catalog = _CURRENT.get()
+    if tokenizer_name not in {t.name for t in catalog.tokenizers()}:
+        return []
+    deployments = catalog.deployments(tokenizer=tokenizer_name)
+    return [d.model_name for d in sorted(deployments, key=lambda d: d.first_position)]
 
 
 def get_default_model_deployment_for_model(
@@ -272,7 +248,7 @@ def get_default_model_deployment_for_model(
 ) -> str | None:
     """HELM's default deployment of a model (or of any name, as HELM accepts any); None if
     there is none. Pins and the database's policy setting apply."""
-    chosen = resolution.helm_default(_connection(), model_name, ignore_deprecated=ignore_deprecated)
+    chosen = _CURRENT.get().engine.helm_default(model_name, ignore_deprecated=ignore_deprecated)
     if warn_arg_deprecated and chosen is not None and chosen != model_name:
         warnings.warn(
             f"model name {model_name} is used where a deployment is expected; "
@@ -287,20 +263,16 @@ def get_default_model_deployment_for_model(
 
 def get_tokenizer_config(name: str) -> TokenizerConfig | None:
     """None for an unknown tokenizer, and for one deployments name but nobody configured."""
-    row = (
-        _connection()
-        .execute(
-            "SELECT name, class_name, args, end_of_text_token, prefix_token FROM tokenizers "
-            "WHERE name = ? AND NOT is_placeholder",
-            (name,),
-        )
-        .fetchone()
-    )
-    if row is None:
+    try:
+        tokenizer = _CURRENT.get().tokenizer(name)
+    except UnknownTokenizerError:
         return None
+    if tokenizer.is_placeholder:
+        return None
+    assert tokenizer.class_name is not None
     return TokenizerConfig(
-        name=row[0],
-        tokenizer_spec=TokenizerSpec(row[1], _json(row[2])),
-        end_of_text_token=row[3],
-        prefix_token=row[4],
+        name=tokenizer.name,
+        tokenizer_spec=TokenizerSpec(tokenizer.class_name, dict(tokenizer.args or {})),
+        end_of_text_token=tokenizer.end_of_text_token,
+        prefix_token=tokenizer.prefix_token,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from catalog.diagnostics import preview
+from catalog.errors import preview
 
 # The host part names a cache shard file (`<host>.sqlite`), and file names stop at 255 bytes.
 MAX_NAME_LENGTH = 200

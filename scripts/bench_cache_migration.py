@@ -37,7 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from catalog.cache_store import WRITE_CACHE_KIB  # noqa: E402
+from catalog.cache.sqlite_store import WRITE_CACHE_KIB  # noqa: E402
 
 SHARED_V0512 = REPO.parent / "shared" / "helm-configs" / "v0.5.12"
 CREATE_TABLE = 'CREATE TABLE IF NOT EXISTS "unnamed" (key TEXT PRIMARY KEY, value BLOB)'

@@ -29,7 +29,8 @@ from typing import Any
 
 from helm_baseline import HelmLists
 
-from catalog import Catalog, resolution
+from catalog import Catalog
+from catalog.resolve import engine as resolution
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SNAPSHOT = REPO.parent / "shared" / "helm-configs" / "v0.5.12"

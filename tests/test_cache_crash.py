@@ -24,8 +24,8 @@ from tests.cache_helpers import key, state, synced_template, write_raw
 CHILD = r"""
 import importlib, json, os, signal, sys, time
 from catalog import Catalog
-import catalog.cache_migration as cache_migration
-import catalog.cache_store as cache_store
+import catalog.cache.migrate as cache_migration
+import catalog.cache.sqlite_store as cache_store
 
 db, cache, mode, spec = sys.argv[1:5]
 # Small chunks and batches: many transactions, so many moments to be killed at.
@@ -36,7 +36,7 @@ counts = {}
 
 def wrap(dotted, nth, when):
     module_name, *path, name = dotted.split(".")
-    owner = importlib.import_module("catalog." + module_name)
+    owner = importlib.import_module("catalog.cache." + module_name)
     for part in path:
         owner = getattr(owner, part)
     original = getattr(owner, name)
@@ -70,15 +70,15 @@ print(json.dumps({"counts": counts, "seconds": time.monotonic() - started}))
 """
 
 CRASH_POINTS = (
-    "cache_store.SqliteDirectoryStore.put_many",
-    "cache_store.SqliteDirectoryStore.count_matching",
-    "cache_store.SqliteDirectoryStore.delete_many",
-    "cache_store.SqliteDirectoryStore.retire",
-    "cache_store.SqliteDirectoryStore._copy_file",
-    "cache_store.SqliteDirectoryStore._merge",
-    "cache_store._fsync_directory",
-    "cache_store._compare_attached",
-    "cache_store._already_there",
+    "sqlite_store.SqliteDirectoryStore.put_many",
+    "sqlite_store.SqliteDirectoryStore.count_matching",
+    "sqlite_store.SqliteDirectoryStore.delete_many",
+    "sqlite_store.SqliteDirectoryStore.retire",
+    "sqlite_store.SqliteDirectoryStore._copy_file",
+    "sqlite_store.SqliteDirectoryStore._merge",
+    "sqlite_store._fsync_directory",
+    "sqlite_store._compare_attached",
+    "sqlite_store._already_there",
 )
 # Only a migration in place deletes or renames sources.
 IN_PLACE_ONLY = ("SqliteDirectoryStore.delete_many", "SqliteDirectoryStore.retire")

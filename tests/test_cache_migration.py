@@ -511,7 +511,7 @@ def test_relative_paths_work(pr1903: Catalog, cache: Path, monkeypatch: pytest.M
 
 def test_the_migration_modules_import_neither_sqlalchemy_nor_yaml_nor_click() -> None:
     code = (
-        "import sys, catalog.cache_migration, catalog.cache_routing, catalog.cache_store; "
+        "import sys, catalog.cache.migrate, catalog.cache.routing, catalog.cache.store; "
         "print(sorted(m for m in ('sqlalchemy', 'yaml', 'click', 'alembic') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from catalog import Catalog
-from catalog.cache_routing import (
+from catalog.cache.routing import (
     Candidate,
     DeploymentNames,
     KeyIdentifiers,
@@ -22,10 +22,9 @@ from catalog.cache_routing import (
     build_shard_routing,
     catalog_router,
     key_identifiers,
-    load_targets,
     string_values,
 )
-from catalog.cache_store import shard_name_problem
+from catalog.cache.sqlite_store import shard_name_problem
 from catalog.errors import CacheMigrationError, SettingError
 from tests.cache_helpers import key
 
@@ -236,7 +235,9 @@ def test_candidates_hold_case_folded_match_strings() -> None:
 
 
 def route(catalog: Catalog, shard: str, *, policy: str | None = None, **request: Any) -> Outcome:
-    router, _ = catalog_router(catalog.connection, policy=policy, name_problem=shard_name_problem)
+    router, _ = catalog_router(
+        catalog.connection, catalog.engine, policy=policy, name_problem=shard_name_problem
+    )
     return router.route(shard, key(**request))
 
 
@@ -290,12 +291,12 @@ def test_a_pin_overrides_the_policy(v0512: Catalog) -> None:
         ("meta/llama-3.1-8b-instruct", "huggingface/llama-3.1-8b-instruct", "2026-01-01"),
     )
     assert route(v0512, "meta", model="llama-3.1-8b-instruct") == Outcome("move", "huggingface")
-    targets = load_targets(v0512.connection, "first")
+    targets = v0512.engine.default_hosts("first")
     assert targets["meta/llama-3.1-8b-instruct"] == "huggingface"
 
 
 def test_a_model_without_deployment_has_no_target(pr1903: Catalog) -> None:
-    targets = load_targets(pr1903.connection, "first")
+    targets = pr1903.engine.default_hosts("first")
     assert targets["google/palm"] is None
     assert targets["meta/llama-7b"] == "together"
 
@@ -303,7 +304,7 @@ def test_a_model_without_deployment_has_no_target(pr1903: Catalog) -> None:
 def test_an_aliases_file_routes_private_identifiers(pr1903: Catalog, tmp_path: Path) -> None:
     aliases = tmp_path / "aliases.yaml"
     aliases.write_text("my-llama: meta/llama-7b\nin-house-7b: together/llama-2-7b\n")
-    router, _ = catalog_router(pr1903.connection, aliases=aliases)
+    router, _ = catalog_router(pr1903.connection, pr1903.engine, aliases=aliases)
     assert router.route("meta", key(model="my-llama")) == Outcome("move", "together")
     assert router.route("meta", key(model="corp/In-House-7B")) == Outcome("move", "together")
 
@@ -328,17 +329,17 @@ def test_a_bad_aliases_file_is_an_error_naming_its_line(
     aliases = tmp_path / "aliases.yaml"
     aliases.write_bytes(content)
     with pytest.raises(CacheMigrationError, match=message) as raised:
-        catalog_router(pr1903.connection, aliases=aliases)
+        catalog_router(pr1903.connection, pr1903.engine, aliases=aliases)
     assert f"{aliases}:{line}: " in str(raised.value)
 
 
 def test_an_empty_aliases_file_adds_nothing(pr1903: Catalog, tmp_path: Path) -> None:
     aliases = tmp_path / "aliases.yaml"
     aliases.write_text("# nothing yet\n")
-    router, _ = catalog_router(pr1903.connection, aliases=aliases)
+    router, _ = catalog_router(pr1903.connection, pr1903.engine, aliases=aliases)
     assert router.route("meta", key(model="my-llama")).kind == "move"
 
 
 def test_a_missing_aliases_file_is_an_error(pr1903: Catalog, tmp_path: Path) -> None:
     with pytest.raises(CacheMigrationError, match="cannot read the aliases file"):
-        catalog_router(pr1903.connection, aliases=tmp_path / "absent.yaml")
+        catalog_router(pr1903.connection, pr1903.engine, aliases=tmp_path / "absent.yaml")

@@ -10,7 +10,8 @@ import pytest
 from conftest import FIXTURES, dump, run_cli
 
 from catalog import Catalog
-from catalog.checks import CheckReport, Finding
+from catalog.errors import Finding
+from catalog.query.checks import CheckReport
 
 MINI = FIXTURES / "read" / "mini"
 

@@ -222,7 +222,8 @@ main(sys.argv[3:])
 # The same, with a short busy timeout: waiting gives up quickly instead of after 30 s.
 IMPATIENT = AT_ONCE.replace(
     "from catalog.cli import main",
-    "from catalog.cli import main\nimport catalog.database\ncatalog.database.BUSY_TIMEOUT_MS = 1",
+    "from catalog.cli import main\nimport catalog.db.connection\n"
+    "catalog.db.connection.BUSY_TIMEOUT_MS = 1",
 )
 
 CONTENT_TABLES = ("models", "model_tags", "tags", "deployments", "tokenizers")
@@ -335,8 +336,8 @@ def test_a_sync_that_cannot_get_the_lock_fails_cleanly_and_the_other_wins(
 MIGRATOR = r"""
 import os, sys, time
 from pathlib import Path
-import catalog.cache_migration as cache_migration
-import catalog.cache_store as cache_store
+import catalog.cache.migrate as cache_migration
+import catalog.cache.sqlite_store as cache_store
 from catalog.cli import main
 
 reader_pid, progress = int(sys.argv[1]), Path(sys.argv[2])
@@ -513,11 +514,11 @@ def test_a_cache_reader_never_fails_during_a_migration_in_place(
 
 def _where_entries_go(db: Path, shards: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """key -> [old shard, new shard (the old one if it stays), value], by the catalog's routing."""
-    from catalog.cache_routing import catalog_router
+    from catalog.cache.routing import catalog_router
 
     found: dict[str, Any] = {}
     with Catalog.open(db) as catalog:
-        router, _ = catalog_router(catalog.connection)
+        router, _ = catalog_router(catalog.connection, catalog.engine)
         for shard, entries in shards.items():
             for entry_key, value in entries.items():
                 outcome = router.route(shard, entry_key)

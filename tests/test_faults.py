@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalog import Catalog
-from catalog.revisions import HEAD_REVISION
+from catalog.db.revisions import HEAD_REVISION
 from tests.cache_helpers import key, response, state, write_shard
 
 # Making faults real ---------------------------------------------------------------------------
@@ -503,12 +503,12 @@ def test_garbage_from_a_damaged_file_is_reported_as_damage_and_a_bug_stays_a_bug
     """Whatever a damaged file hands over (bytes that are not JSON, a date that is not one),
     the command says the file is damaged; the same exception over a sound file is a bug, and
     is left to surface as one."""
-    import catalog.store
+    import catalog.query.lookups
 
     def garbage(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("what a damaged page could hand over")
 
-    monkeypatch.setattr(catalog.store, "list_deployments", garbage)
+    monkeypatch.setattr(catalog.query.lookups, "list_deployments", garbage)
     damaged = tmp_path / "damaged.db"
     real = templates["v0.5.0"].read_bytes()
     damaged.write_bytes(real[:8192] + bytes(4096) + real[12288:])

@@ -20,11 +20,12 @@ from catalog import (
     SchemaOutdatedError,
     SchemaTooNewError,
     UnsupportedDatabaseError,
-    migrations,
 )
-from catalog.database import DatabaseLocation, create_engine
-from catalog.revisions import HEAD_REVISION, KNOWN_REVISIONS
-from catalog.schema import Base
+from catalog.db import migrations
+from catalog.db.connection import create_engine
+from catalog.db.location import DatabaseLocation
+from catalog.db.metadata import build_metadata
+from catalog.db.revisions import HEAD_REVISION, KNOWN_REVISIONS
 
 BASE = FIXTURES / "sync" / "base"
 TABLES = {
@@ -154,7 +155,7 @@ def test_orm_metadata_and_migrations_agree(db_path: Path) -> None:
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
-            assert compare_metadata(context, Base.metadata) == []
+            assert compare_metadata(context, build_metadata()) == []
     finally:
         engine.dispose()
 
@@ -178,7 +179,7 @@ def test_migrated_ddl_equals_the_orm_ddl_including_checks(tmp_path: Path) -> Non
     created = tmp_path / "created.db"
     engine = create_engine(DatabaseLocation.parse(created))
     try:
-        Base.metadata.create_all(engine)
+        build_metadata().create_all(engine)
     finally:
         engine.dispose()
     assert _normalised_schema(migrated) == _normalised_schema(created)

@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from catalog import __version__
-from catalog.revisions import HEAD_REVISION, KNOWN_REVISIONS
+from catalog.db.revisions import HEAD_REVISION, KNOWN_REVISIONS
 
 HANG_GUARD_SECONDS = 1800
 
@@ -69,8 +69,9 @@ def test_wheel_installs_into_a_fresh_virtualenv_and_works_from_another_directory
         [
             python,
             "-c",
-            "import catalog, catalog.resources as r; "
-            "print(catalog.__file__); print(r.alembic_dir()); print(r.bundled_configs_dir())",
+            "import catalog, catalog.db.location as r; "
+            "print(catalog.__file__); print(r.packaged_data_dir('alembic')); "
+            "print(r.packaged_data_dir('configs'))",
         ],
         cwd=elsewhere,
         env=env,

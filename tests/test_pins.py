@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from catalog import Catalog
-from catalog.entities import PinInfo
+from catalog.db.schema import PinInfo
 from catalog.errors import PinError, SettingError, UnknownDeploymentError, UnknownModelError
 from tests.conftest import dump, run_cli
 from tests.helm_yaml import deployment, model, synced_catalog, write_sources

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from catalog import Catalog
-from catalog.database import DatabaseLocation
+from catalog.db.location import DatabaseLocation
+from catalog.db.readonly import run_readonly_query
 from catalog.errors import DatabaseError, ReadOnlyQueryError
-from catalog.store import run_readonly_query
 
 MINI = FIXTURES / "read" / "mini"
 VIEWS = {"deployment_details", "model_tag_list", "model_default_deployments", "cache_shards"}

@@ -19,7 +19,7 @@ from catalog.errors import (
     UnknownDeploymentError,
     UnknownModelError,
 )
-from catalog.resolution import Resolution
+from catalog.resolve.engine import Resolution
 from tests.conftest import HELM_CONFIGS, require_shared, run_cli
 from tests.helm_yaml import deployment, model, synced_catalog, write_sources
 

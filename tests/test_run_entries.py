@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 from catalog import Catalog
 from catalog.errors import RunEntrySyntaxError
-from catalog.file_resolution import resolve_file
-from catalog.run_entries import parse_run_entry, rewrite_args
-from catalog.run_entry_conf import parse_conf
+from catalog.resolve.conf_files import parse_conf
+from catalog.resolve.run_entries import parse_run_entry, rewrite_args
 from tests.conftest import HELM_CONFIGS, SHARED_DIR, require_shared, run_cli
 from tests.helm_yaml import deployment, model, synced_catalog, write_sources
 
@@ -214,7 +213,7 @@ def test_file_summary_groups_failures_by_reason(small: Catalog, tmp_path: Path) 
         '  {description: "summarization:model=biomedical", priority: 1}\n'
         "]\n"
     )
-    report = resolve_file(small.connection, conf)
+    report = small.resolve_file(conf)
     assert [o.ok for o in report.outcomes] == [True, False, False, False, False, False, True, False]
     assert report.empty == 1  # no ablation model in this catalog
     # HELM's fixed `biomedical` list names openai/text-davinci-003, which this catalog lacks.
@@ -244,7 +243,7 @@ def test_real_conf_file_resolves_on_v0512(tmp_path: Path) -> None:
     conf = require_shared(RUN_ENTRIES)
     catalog = synced_catalog(tmp_path, source)
     try:
-        report = resolve_file(catalog.connection, conf)
+        report = catalog.resolve_file(conf)
     finally:
         catalog.close()
     assert report.failed == 0

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalog import Catalog
-from catalog.entities import DeploymentInfo, ModelInfo, PinInfo, TagInfo, TokenizerInfo
+from catalog.db.schema import DeploymentInfo, ModelInfo, PinInfo, TagInfo, TokenizerInfo
 from catalog.errors import (
     UnknownDeploymentError,
     UnknownModelError,
@@ -280,12 +280,12 @@ def test_pin_info_is_a_plain_record() -> None:
 def _query_plans(catalog: Catalog, call: object) -> list[str]:
     """The plan of every statement a call runs (statements captured with their values)."""
     statements: list[str] = []
-    catalog.connection.set_trace_callback(statements.append)
+    catalog.connection.raw.set_trace_callback(statements.append)
     try:
         assert callable(call)
         call()
     finally:
-        catalog.connection.set_trace_callback(None)
+        catalog.connection.raw.set_trace_callback(None)
     plans = []
     for statement in statements:
         if statement.split()[0].upper() in ("BEGIN", "COMMIT"):
@@ -359,7 +359,7 @@ def test_reads_do_not_change_the_connection_state(mini: Catalog) -> None:
     mini.models()
     mini.model("acme/alpha")
     assert mini.connection.in_transaction is False
-    assert mini.connection.row_factory is None
+    assert mini.connection.raw.row_factory is None
 
 
 def test_reads_inside_a_callers_transaction(tmp_path: Path) -> None:
@@ -378,7 +378,8 @@ def test_store_reads_with_sqlite3_only() -> None:
     import sys
 
     code = (
-        "import sys, catalog.store, catalog.entities, catalog.checks, catalog.export\n"
+        "import sys, catalog.query.lookups, catalog.db.schema, catalog.query.checks\n"
+        "import catalog.query.export\n"
         "bad = [m for m in ('sqlalchemy', 'alembic', 'yaml', 'click') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from conftest import FIXTURES, HELM_CONFIGS, dump, require_shared
 
-from catalog import Catalog, DatabaseError, database, sync_writer
+from catalog import Catalog, DatabaseError
+from catalog.db import connection as database
+from catalog.sync import writer as sync_writer
 
 BASE = FIXTURES / "sync" / "base"
 PRIVATE = FIXTURES / "sync" / "private"
@@ -97,7 +99,8 @@ def test_failure_while_recording_the_sync_rolls_back_the_content(
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from catalog import Catalog, DatabaseError, database, sync_writer
+    from catalog import Catalog
+    from catalog.sync import writer as sync_writer
 
     original = sync_writer._insert
     written = 0
@@ -163,7 +166,7 @@ def test_a_locked_database_is_a_clear_error_and_nothing_is_written(
 ) -> None:
     catalog.sync([BASE])
     before = dump(catalog.path)
-    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 50)
+    catalog.connection.raw.execute("PRAGMA busy_timeout = 50")
     holder = database.connect(catalog.location)
     try:
         holder.execute("BEGIN IMMEDIATE")

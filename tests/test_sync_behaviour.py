@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalog import Catalog, SyncError
-from catalog.diagnostics import Diagnostic
-from catalog.importer import SyncReport
+from catalog.errors import Finding as Diagnostic
 from catalog.names import name_problem, split_name
-from catalog.yaml_source import YamlLimits
+from catalog.sync.report import SyncReport
+from catalog.sync.yaml_loader import YamlLimits
 
 BASE = FIXTURES / "sync" / "base"
 PRIVATE = FIXTURES / "sync" / "private"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from conftest import FIXTURES, dump, run_cli
 
-from catalog import sources
 from catalog.errors import HelmNotInstalledError
+from catalog.sync import sources as sources
 
 BASE = FIXTURES / "sync" / "base"
 PRIVATE = FIXTURES / "sync" / "private"

@@ -19,8 +19,8 @@ import yaml
 from conftest import HELM_CONFIGS, require_shared
 
 from catalog import Catalog
-from catalog.diagnostics import Diagnostic
-from catalog.importer import SyncReport
+from catalog.errors import Finding as Diagnostic
+from catalog.sync.report import SyncReport
 
 METADATA = "model_metadata.yaml"
 DEPLOYMENTS = "model_deployments.yaml"

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from catalog import Catalog, migrations
-from catalog.database import DatabaseLocation
+from catalog import Catalog
+from catalog.db import migrations
+from catalog.db.location import DatabaseLocation
 from catalog.errors import SchemaOutdatedError
 from tests.conftest import run_cli
 from tests.helm_yaml import synced_catalog

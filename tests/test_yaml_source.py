@@ -10,8 +10,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catalog import yaml_source
-from catalog.yaml_source import LineDict, LineList, YamlLimits, YamlLoadError, parse_yaml
+from catalog.sync import yaml_loader as yaml_source
+from catalog.sync.yaml_loader import LineDict, LineList, YamlLimits, YamlLoadError, parse_yaml
 
 LIMITS = YamlLimits()
 

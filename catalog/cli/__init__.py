@@ -1,4 +1,4 @@
-"""The `catalog` command: a thin layer over `catalog.Catalog` and `catalog.migrations`.
+"""The `catalog` command: a thin layer over `catalog.Catalog` and `catalog.db.migrations`.
 
 Each command parses its options, calls one library function, and prints the result. Errors
 of this package become a one-line message on stderr and exit code 1 (2 for usage errors).
@@ -37,7 +37,9 @@ COMMAND_MODULES: tuple[Any, ...] = (
 @click.pass_context
 def cli(context: click.Context, db: str) -> None:
     """model-catalog: HELM's models, deployments and tokenizers in a SQLite catalog."""
-    context.obj = CliState(db=db)
+    if not isinstance(context.obj, CliState):
+        context.obj = CliState()
+    context.obj.db = db
 
 
 for _module in COMMAND_MODULES:

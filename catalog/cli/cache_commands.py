@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from catalog.cache_migration import CacheMigrationReport, CachePlan, ShardMigration, ShardPlan
-from catalog.cache_routing import POLICIES
-from catalog.cache_store import CONFLICT_POLICIES
+from catalog.cache.report import CacheMigrationReport, CachePlan, ShardMigration, ShardPlan
+from catalog.cache.store import CONFLICT_POLICIES
 from catalog.cli.context import echo_err, state
 from catalog.cli.output import format_rows, to_json_text
+from catalog.resolve.policies import POLICIES
 
 _KEY_WIDTH = 100
 

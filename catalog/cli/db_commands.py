@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from catalog import migrations
 from catalog.cli.context import state
-from catalog.database import DatabaseLocation
-from catalog.revisions import HEAD_REVISION, KNOWN_REVISIONS
+from catalog.db import migrations
+from catalog.db.location import DatabaseLocation
+from catalog.db.revisions import HEAD_REVISION, KNOWN_REVISIONS
 
 
 def register(group: click.Group) -> None:

@@ -6,15 +6,16 @@ machine-readable) and into each object's `warnings` with --json.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from typing import Any
 
 import click
 
+from catalog.api import Catalog
 from catalog.cli.context import echo_err, state
 from catalog.cli.output import emit_rows, output_options, to_json_text
-from catalog.resolution import POLICIES, Explanation, Resolution
+from catalog.resolve.engine import Explanation, Resolution
+from catalog.resolve.policies import POLICIES
 
 _POLICY = click.Choice(POLICIES)
 
@@ -90,7 +91,7 @@ def resolve(
         raise click.UsageError("give either RUN_ENTRY or --file FILE (exactly one)")
     catalog = state(context).catalog()
     if conf_file is not None:
-        _resolve_file(catalog.connection, conf_file, policy, ignore_deprecated, output_format)
+        _resolve_file(catalog, conf_file, policy, ignore_deprecated, output_format)
         return
     assert run_entry is not None
     resolutions = catalog.resolve(run_entry, policy=policy, ignore_deprecated=ignore_deprecated)
@@ -104,15 +105,13 @@ def resolve(
 
 
 def _resolve_file(
-    connection: sqlite3.Connection,
+    catalog: Catalog,
     path: str,
     policy: str | None,
     ignore_deprecated: bool,
     output_format: str,
 ) -> None:
-    from catalog.file_resolution import resolve_file
-
-    report = resolve_file(connection, path, policy=policy, ignore_deprecated=ignore_deprecated)
+    report = catalog.resolve_file(path, policy=policy, ignore_deprecated=ignore_deprecated)
     if output_format == "json":
         click.echo(to_json_text(report.to_json()))
     else:
@@ -254,7 +253,7 @@ def settings_list(context: click.Context, output_format: str) -> None:
     Example:
       catalog settings list
     """
-    from catalog.pins import SETTINGS
+    from catalog.resolve.settings import SETTINGS
 
     values = state(context).catalog().settings()
     rows = [
@@ -274,9 +273,7 @@ def settings_get(context: click.Context, key: str) -> None:
     Example:
       catalog settings get policy
     """
-    from catalog.pins import get_setting
-
-    click.echo(get_setting(state(context).catalog().connection, key))
+    click.echo(state(context).catalog().setting(key))
 
 
 @settings.command("set")

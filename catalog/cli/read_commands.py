@@ -13,7 +13,7 @@ import click
 
 from catalog.cli.context import state
 from catalog.cli.output import emit_rows, output_options, to_json_text
-from catalog.entities import DeploymentInfo, ModelInfo, TokenizerInfo
+from catalog.db.schema import DeploymentInfo, ModelInfo, TokenizerInfo
 
 
 def register(group: click.Group) -> None:

@@ -9,8 +9,8 @@ import click
 from catalog.cli.context import echo_err, state
 from catalog.cli.output import to_json_text
 from catalog.errors import SyncError
-from catalog.importer import TABLES, SyncReport
-from catalog.yaml_source import MAX_YAML_DEPTH, YamlLimits
+from catalog.sync.report import COUNTED_TABLES, SyncReport
+from catalog.sync.yaml_loader import MAX_YAML_DEPTH, YamlLimits
 
 _DEFAULT_LIMITS = YamlLimits()
 
@@ -81,7 +81,7 @@ def sync(
             source_dirs, helm=helm, strict=strict, dry_run=dry_run, force=force, limits=limits
         )
     except SyncError as error:
-        failed: SyncReport | None = getattr(error, "report", None)
+        failed = error.report
         if failed is None:
             raise
         _print_report(failed, as_json)
@@ -115,7 +115,7 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
             ("changed", report.changed),
             ("removed", report.removed),
         ):
-            parts = [f"{counts[t]} {t}" for t in TABLES if counts[t]]
+            parts = [f"{counts[t]} {t}" for t in COUNTED_TABLES if counts[t]]
             if parts:
                 click.echo(f"{prefix}{verb}: " + ", ".join(parts))
         for model in report.pins_dropped:

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from catalog.diagnostics import Diagnostic
-from catalog.errors import HelmNotInstalledError
-from catalog.resources import bundled_configs_dir
+from catalog.db.location import packaged_data_dir
+from catalog.errors import Finding, HelmNotInstalledError, Severity
 
 FILE_KINDS = {
     "tokenizer_configs.yaml": "tokenizers",
@@ -41,6 +40,11 @@ class SourceFile:
     @property
     def display(self) -> str:
         return str(self.path)
+
+
+def bundled_configs_dir() -> Path:
+    """The catalog shipped with the package (`configs/`): what `catalog sync` reads by default."""
+    return packaged_data_dir("configs")
 
 
 def helm_config_dir() -> Path:
@@ -73,14 +77,14 @@ def source_dirs(dirs: Sequence[str | os.PathLike[str]], *, helm: bool = False) -
 
 def read_sources(
     dirs: Sequence[Path], max_file_bytes: int
-) -> tuple[list[SourceFile], list[Diagnostic]]:
+) -> tuple[list[SourceFile], list[Finding]]:
     """Every catalog file of every directory, read once (bytes and sha256).
 
     Problems (a missing directory, an unreadable or oversized file) come back as errors, all of
     them, so that one run reports everything that is wrong.
     """
     files: list[SourceFile] = []
-    problems: list[Diagnostic] = []
+    problems: list[Finding] = []
     for layer, directory in enumerate(dirs):
         problem = _directory_problem(directory)
         if problem is not None:
@@ -148,7 +152,7 @@ def read_sources(
     return files, problems
 
 
-def _too_large(path: Path, size: int, max_file_bytes: int) -> Diagnostic:
+def _too_large(path: Path, size: int, max_file_bytes: int) -> Finding:
     return _source_problem(
         "file-too-large",
         f"the file has {size} bytes or more, over the limit of {max_file_bytes} "
@@ -157,8 +161,8 @@ def _too_large(path: Path, size: int, max_file_bytes: int) -> Diagnostic:
     )
 
 
-def _source_problem(code: str, message: str, path: Path) -> Diagnostic:
-    return Diagnostic("error", code, message, str(path.absolute()), None)
+def _source_problem(code: str, message: str, path: Path) -> Finding:
+    return Finding(Severity.ERROR, code, message, file=str(path.absolute()), line=None)
 
 
 def _directory_problem(directory: Path) -> str | None:

@@ -4,7 +4,7 @@ HELM's loader forgets where things came from; a user fixing a typo needs file:li
 read through libyaml's event stream (no recursion, so deep nesting cannot crash the process)
 and built here within two limits: nesting depth, and the number of nodes after alias expansion
 (which stops "billion laughs" documents before they cost memory or time). The third limit, file
-size, is applied when catalog.sources reads the file.
+size, is applied when catalog.sync.sources reads the file.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from yaml.events import (
     SequenceStartEvent,
 )
 
-from catalog.diagnostics import MAX_FINDINGS_PER_FILE, Diagnostic
+from catalog.errors import MAX_FINDINGS_PER_FILE, Finding, Severity
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -97,7 +97,7 @@ class LineList(list[Any]):
 class YamlLoadError(Exception):
     """The file cannot be read as YAML at all; `diagnostic` says where."""
 
-    def __init__(self, diagnostic: Diagnostic) -> None:
+    def __init__(self, diagnostic: Finding) -> None:
         super().__init__(str(diagnostic))
         self.diagnostic = diagnostic
 
@@ -105,7 +105,7 @@ class YamlLoadError(Exception):
 @dataclass
 class LoadedYaml:
     document: Any
-    warnings: list[Diagnostic]
+    warnings: list[Finding]
 
 
 # Both are used statelessly: the resolver's implicit rules (first character -> [(tag, regexp)]),
@@ -122,18 +122,22 @@ _SCALAR_CONSTRUCTORS: dict[str, Any] = {
 }
 
 
-def check_utf8(data: bytes, file: str) -> tuple[bytes, list[Diagnostic]]:
+def check_utf8(data: bytes, file: str) -> tuple[bytes, list[Finding]]:
     """The bytes without a byte-order mark (accepted with a warning); invalid UTF-8 is an error.
 
     The bytes, not a decoded str, go on to libyaml, which reads them in place: the text made
     to check them is dropped at once, and libyaml makes no UTF-8 copy of a str.
     """
-    warnings: list[Diagnostic] = []
+    warnings: list[Finding] = []
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
         warnings.append(
-            Diagnostic(
-                "warning", "byte-order-mark", "the file starts with a byte-order mark", file, 1
+            Finding(
+                Severity.WARNING,
+                "byte-order-mark",
+                "the file starts with a byte-order mark",
+                file=file,
+                line=1,
             )
         )
     try:
@@ -144,19 +148,34 @@ def check_utf8(data: bytes, file: str) -> tuple[bytes, list[Diagnostic]]:
         column = error.start - (before.rfind(b"\n") + 1) + 1
         utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
         raise YamlLoadError(
-            Diagnostic(
-                "error",
+            Finding(
+                Severity.ERROR,
                 "not-utf8",
                 "the file is UTF-16, not UTF-8; save it as UTF-8"
                 if utf16
                 else f"the file is not UTF-8 (byte 0x{data[error.start]:02x} cannot be "
                 "decoded); save it as UTF-8",
-                file,
-                line,
-                column,
+                file=file,
+                line=line,
+                column=column,
             )
         ) from error
     return data, warnings
+
+
+def yaml_error_location(error: yaml.MarkedYAMLError) -> tuple[int | None, int | None, str]:
+    """(line, column, problem) of a YAML error, 1-based, the problem told with its context."""
+    mark = error.problem_mark or error.context_mark
+    problem = error.problem or "invalid YAML"
+    if error.context:
+        context_mark = error.context_mark
+        if context_mark is not None and mark is not None and context_mark.line != mark.line:
+            problem = f"{error.context} (from line {context_mark.line + 1}): {problem}"
+        else:
+            problem = f"{error.context}: {problem}"
+    if mark is None:
+        return None, None, problem
+    return mark.line + 1, mark.column + 1, problem
 
 
 def parse_yaml(data: bytes, file: str, limits: YamlLimits) -> LoadedYaml:
@@ -164,15 +183,8 @@ def parse_yaml(data: bytes, file: str, limits: YamlLimits) -> LoadedYaml:
     try:
         document = _build(yaml.parse(data, Loader=_Loader), file, limits, warnings)
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        problem = error.problem or "invalid YAML"
-        if error.context:
-            context_mark = error.context_mark
-            if context_mark is not None and mark is not None and context_mark.line != mark.line:
-                problem = f"{error.context} (from line {context_mark.line + 1}): {problem}"
-            else:
-                problem = f"{error.context}: {problem}"
-        if mark is not None and b"\t" in _leading_whitespace(data, mark.line):
+        line, column, problem = yaml_error_location(error)
+        if line is not None and b"\t" in _leading_whitespace(data, line - 1):
             problem += " (the line is indented with a tab; YAML indents with spaces only)"
         code, message = "yaml-syntax", f"YAML syntax error: {problem}"
         if "maximum nesting depth" in (error.problem or ""):
@@ -180,31 +192,24 @@ def parse_yaml(data: bytes, file: str, limits: YamlLimits) -> LoadedYaml:
             code = "yaml-too-deep"
             message = f"the document nests deeper than the YAML parser allows ({problem})"
         raise YamlLoadError(
-            Diagnostic(
-                "error",
-                code,
-                message,
-                file,
-                mark.line + 1 if mark else None,
-                mark.column + 1 if mark else None,
-            )
+            Finding(Severity.ERROR, code, message, file=file, line=line, column=column)
         ) from error
     except yaml.reader.ReaderError as error:
         # libyaml reports a byte offset into the UTF-8 text.
         before = data[: error.position]
         raise YamlLoadError(
-            Diagnostic(
-                "error",
+            Finding(
+                Severity.ERROR,
                 "yaml-syntax",
                 f"YAML syntax error: {error.reason} (character 0x{error.character:02x})",
-                file,
-                before.count(b"\n") + 1,
-                len(before) - (before.rfind(b"\n") + 1) + 1,
+                file=file,
+                line=before.count(b"\n") + 1,
+                column=len(before) - (before.rfind(b"\n") + 1) + 1,
             )
         ) from error
     except yaml.YAMLError as error:
         raise YamlLoadError(
-            Diagnostic("error", "yaml-syntax", f"YAML error: {error}", file, None)
+            Finding(Severity.ERROR, "yaml-syntax", f"YAML error: {error}", file=file, line=None)
         ) from error
     return LoadedYaml(document, warnings)
 
@@ -222,7 +227,7 @@ def _leading_whitespace(data: bytes, line_index: int) -> bytes:
 
 
 def _limit_error(code: str, message: str, file: str, line: int) -> YamlLoadError:
-    return YamlLoadError(Diagnostic("error", code, message, file, line))
+    return YamlLoadError(Finding(Severity.ERROR, code, message, file=file, line=line))
 
 
 def _event_line(event: Any) -> int:
@@ -271,7 +276,7 @@ class _MergeKeyType:
 _MergeKey = _MergeKeyType()
 
 
-def _build(events: Any, file: str, limits: YamlLimits, warnings: list[Diagnostic]) -> Any:
+def _build(events: Any, file: str, limits: YamlLimits, warnings: list[Finding]) -> Any:
     """Assemble Python values from parser events, bounded by `limits`."""
     stack: list[list[Any]] = []  # frames: [container, pending_key, start_node_count, anchor]
     anchors: dict[str, tuple[Any, int]] = {}
@@ -315,13 +320,13 @@ def _build(events: Any, file: str, limits: YamlLimits, warnings: list[Diagnostic
             duplicates += 1
         if key in container and duplicates <= MAX_FINDINGS_PER_FILE:
             warnings.append(
-                Diagnostic(
-                    "warning",
+                Finding(
+                    Severity.WARNING,
                     "duplicate-key",
                     f"key {key!r} appears twice in one mapping (also line "
                     f"{container.key_lines[key]}); the later value wins",
-                    file,
-                    key_line,
+                    file=file,
+                    line=key_line,
                 )
             )
         container[key] = value
@@ -392,13 +397,13 @@ def _build(events: Any, file: str, limits: YamlLimits, warnings: list[Diagnostic
             )
     if duplicates > MAX_FINDINGS_PER_FILE:
         warnings.append(
-            Diagnostic(
-                "warning",
+            Finding(
+                Severity.WARNING,
                 "more-findings",
                 f"{duplicates - MAX_FINDINGS_PER_FILE} more duplicate keys in this file are not "
                 "listed",
-                file,
-                None,
+                file=file,
+                line=None,
             )
         )
     return root if have_root else None

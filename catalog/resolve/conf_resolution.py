@@ -7,13 +7,11 @@ specs), so the summary counts it as failed rather than hiding the model.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catalog import resolution
 from catalog.errors import (
     AmbiguousRunEntryError,
     CatalogError,
@@ -21,9 +19,10 @@ from catalog.errors import (
     RunEntrySyntaxError,
     UnknownDeploymentError,
     UnknownModelError,
+    decode_utf8,
 )
-from catalog.resolution import Resolution
-from catalog.run_entry_conf import parse_conf
+from catalog.resolve.conf_files import parse_conf
+from catalog.resolve.engine import Resolution, ResolutionEngine
 
 UNREADABLE = "unreadable entry"
 NO_DEPLOYMENT = "model without deployment"
@@ -106,26 +105,16 @@ class FileReport:
         return {"summary": self.summary(), "entries": [o.to_json() for o in self.outcomes]}
 
 
-def _read_conf_text(path: Path) -> str:
-    """UTF-8 text (a byte-order mark is dropped); anything else is an error naming the line."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise RunEntrySyntaxError(f"{path}:{line}: the file is not UTF-8") from error
-
-
 def resolve_file(
-    connection: sqlite3.Connection,
+    engine: ResolutionEngine,
     path: str | Path,
     *,
     policy: str | None = None,
     ignore_deprecated: bool = False,
 ) -> FileReport:
     """Resolve every entry of a run-entries file; one bad entry never stops the others."""
-    text = _read_conf_text(Path(path))
-    chosen_policy = resolution.policy_in_force(connection, policy)
+    text = decode_utf8(Path(path).read_bytes(), str(path), RunEntrySyntaxError)
+    chosen_policy = engine.policy_in_force(policy)[0]
     outcomes = []
     for entry in parse_conf(text, str(path)):
         if entry.error is not None or entry.description is None:
@@ -141,8 +130,7 @@ def resolve_file(
             )
             continue
         try:
-            runs = resolution.resolve_run_entry(
-                connection,
+            runs = engine.resolve(
                 entry.description,
                 policy=chosen_policy,
                 ignore_deprecated=ignore_deprecated,

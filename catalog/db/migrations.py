@@ -1,7 +1,7 @@
 """The catalog's schema revisions: creating, checking, upgrading and downgrading.
 
 Alembic is imported only here and only when a schema has to change; opening an up-to-date
-catalog reads `alembic_version` with sqlite3 and compares it with `catalog.revisions`.
+catalog reads `alembic_version` with sqlite3 and compares it with `catalog.db.revisions`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from catalog.database import DatabaseLocation, connect, create_engine, open_failure
+from catalog.db.connection import connect_raw, create_engine, is_empty, table_names
+from catalog.db.failures import open_failure
+from catalog.db.location import DatabaseLocation, packaged_data_dir
+from catalog.db.revisions import HEAD_REVISION, KNOWN_REVISIONS
 from catalog.errors import (
     DatabaseError,
     NotACatalogError,
@@ -19,8 +22,6 @@ from catalog.errors import (
     SchemaOutdatedError,
     SchemaTooNewError,
 )
-from catalog.resources import alembic_dir
-from catalog.revisions import HEAD_REVISION, KNOWN_REVISIONS
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -38,7 +39,7 @@ def alembic_config(location: DatabaseLocation | None = None) -> Config:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(alembic_dir()))
+    config.set_main_option("script_location", str(packaged_data_dir("alembic")))
     if location is not None:
         config.set_main_option("sqlalchemy.url", location.url.replace("%", "%%"))
     return config
@@ -97,9 +98,9 @@ def stamped_revision(location: DatabaseLocation) -> str | None:
 
     NotACatalogError for a file that is not SQLite, or an SQLite database of something else.
     """
-    if _needs_creation(location):
+    if not location.exists():
         return None
-    connection = connect(location, inspect=True)
+    connection = connect_raw(location, inspect=True)
     try:
         revision = current_revision(connection)
         if revision is None and not is_empty(connection) and not _has_version_table(connection):
@@ -129,7 +130,7 @@ def upgrade(location: DatabaseLocation, revision: str = "head") -> None:
             f"{location.path}: cannot create the directory {error.filename or directory}: "
             f"{error.strerror or error}"
         ) from error
-    if _needs_creation(location) and not os.access(directory, os.W_OK):
+    if not location.exists() and not os.access(directory, os.W_OK):
         raise DatabaseError(
             f"{location.path}: cannot create the catalog there: its directory is read-only"
         )
@@ -137,7 +138,7 @@ def upgrade(location: DatabaseLocation, revision: str = "head") -> None:
 
 
 def downgrade(location: DatabaseLocation, revision: str) -> None:
-    if _needs_creation(location):
+    if not location.exists():
         raise DatabaseError(f"{location.path}: no catalog database there to downgrade")
     _refuse_foreign(location)
     _run(location, "downgrade", revision)
@@ -174,23 +175,8 @@ def current_revision(connection: sqlite3.Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
-def is_empty(connection: sqlite3.Connection) -> bool:
-    row = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    return int(row[0]) == 0
-
-
-def _has_version_table(connection: sqlite3.Connection) -> bool:
-    row = connection.execute(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
-    ).fetchone()
-    return int(row[0]) == 1
-
-
-def _needs_creation(location: DatabaseLocation) -> bool:
-    try:
-        return location.path.stat().st_size == 0
-    except FileNotFoundError:
-        return True
+def _has_version_table(connection: Any) -> bool:
+    return "alembic_version" in table_names(connection)
 
 
 def _upgrade_hint(location: DatabaseLocation) -> str:

@@ -7,44 +7,14 @@ model's deployment). Each finding has a stable `code` for scripts, and the file:
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from catalog.store import read_snapshot
+from catalog.errors import Finding, Severity
 
-Severity = Literal["error", "warning", "info"]
-_SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: Severity
-    code: str
-    message: str
-    subject: str | None = None
-    file: str | None = None
-    line: int | None = None
-
-    def location(self) -> str:
-        if self.file is None:
-            return ""
-        return self.file if self.line is None else f"{self.file}:{self.line}"
-
-    def __str__(self) -> str:
-        where = self.location()
-        return f"{where + ': ' if where else ''}{self.severity}: {self.message} [{self.code}]"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "severity": self.severity,
-            "code": self.code,
-            "message": self.message,
-            "subject": self.subject,
-            "file": self.file,
-            "line": self.line,
-        }
+if TYPE_CHECKING:
+    from catalog.db.connection import CatalogConnection
 
 
 @dataclass(frozen=True)
@@ -55,10 +25,10 @@ class CheckReport:
 
     @property
     def has_errors(self) -> bool:
-        return any(f.severity == "error" for f in self.findings)
+        return any(f.severity is Severity.ERROR for f in self.findings)
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(_SEVERITY_ORDER, 0)
+        counts = {str(severity): 0 for severity in Severity}
         for finding in self.findings:
             counts[finding.severity] += 1
         return counts
@@ -74,9 +44,9 @@ class CheckReport:
         }
 
 
-def check_catalog(connection: sqlite3.Connection) -> CheckReport:
+def check_catalog(connection: CatalogConnection) -> CheckReport:
     findings: list[Finding] = []
-    with read_snapshot(connection):
+    with connection.read():
         for check in (
             _foreign_key_violations,
             _broken_pins,
@@ -87,7 +57,7 @@ def check_catalog(connection: sqlite3.Connection) -> CheckReport:
             _unused_tokenizers,
         ):
             findings.extend(check(connection))
-    findings.sort(key=lambda f: _SEVERITY_ORDER[f.severity])
+    findings.sort(key=lambda f: f.severity.rank)
     return CheckReport(findings)
 
 
@@ -95,16 +65,12 @@ def _quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _foreign_key_violations(connection: sqlite3.Connection) -> list[Finding]:
+def _foreign_key_violations(connection: CatalogConnection) -> list[Finding]:
     """Rows whose reference points at nothing; possible only if someone wrote around a sync."""
     findings = []
-    for table, rowid, parent, fk_id in connection.execute("PRAGMA foreign_key_check").fetchall():
-        # Table and column names come from SQLite's own schema, never from the user.
-        columns = [
-            row[3]
-            for row in connection.execute(f"PRAGMA foreign_key_list({_quoted(table)})")
-            if row[0] == fk_id
-        ]
+    for table, rowid, parent, fk_id in connection.foreign_key_violations():
+        # Table and column names come from the database's own schema, never from the user.
+        columns = connection.foreign_key_columns(table, fk_id)
         key = None
         if columns and rowid is not None:
             found = connection.execute(
@@ -114,7 +80,7 @@ def _foreign_key_violations(connection: sqlite3.Connection) -> list[Finding]:
         what = f"{table}.{columns[0]} = {key!r}" if columns else f"a row of {table}"
         findings.append(
             Finding(
-                "error",
+                Severity.ERROR,
                 "foreign-key-violation",
                 f"{what} (row {rowid}) refers to a missing row of {parent}; "
                 "run `catalog sync` to rebuild the catalog from its sources",
@@ -124,7 +90,7 @@ def _foreign_key_violations(connection: sqlite3.Connection) -> list[Finding]:
     return findings
 
 
-def _broken_pins(connection: sqlite3.Connection) -> list[Finding]:
+def _broken_pins(connection: CatalogConnection) -> list[Finding]:
     rows = connection.execute(
         "SELECT p.model_name, p.deployment_name, d.model_name FROM pins AS p "
         "LEFT JOIN deployments AS d ON d.name = p.deployment_name "
@@ -139,7 +105,7 @@ def _broken_pins(connection: sqlite3.Connection) -> list[Finding]:
         )
         findings.append(
             Finding(
-                "error",
+                Severity.ERROR,
                 "broken-pin",
                 f"model {model!r} is pinned to {deployment!r}, but {reason}; "
                 f"unpin it or pin another deployment of {model!r}",
@@ -150,7 +116,7 @@ def _broken_pins(connection: sqlite3.Connection) -> list[Finding]:
 
 
 def _findings(
-    connection: sqlite3.Connection,
+    connection: CatalogConnection,
     severity: Severity,
     code: str,
     query: str,
@@ -163,10 +129,10 @@ def _findings(
     ]
 
 
-def _placeholder_models(connection: sqlite3.Connection) -> list[Finding]:
+def _placeholder_models(connection: CatalogConnection) -> list[Finding]:
     return _findings(
         connection,
-        "warning",
+        Severity.WARNING,
         "placeholder-model",
         "SELECT m.name, m.source_file, m.source_line, "
         "(SELECT d.name FROM deployments AS d WHERE d.model_name = m.name "
@@ -180,10 +146,10 @@ def _placeholder_models(connection: sqlite3.Connection) -> list[Finding]:
     )
 
 
-def _placeholder_tokenizers(connection: sqlite3.Connection) -> list[Finding]:
+def _placeholder_tokenizers(connection: CatalogConnection) -> list[Finding]:
     return _findings(
         connection,
-        "warning",
+        Severity.WARNING,
         "placeholder-tokenizer",
         "SELECT t.name, t.source_file, t.source_line, "
         "(SELECT d.name FROM deployments AS d WHERE d.tokenizer_name = t.name "
@@ -196,10 +162,10 @@ def _placeholder_tokenizers(connection: sqlite3.Connection) -> list[Finding]:
     )
 
 
-def _models_without_deployments(connection: sqlite3.Connection) -> list[Finding]:
+def _models_without_deployments(connection: CatalogConnection) -> list[Finding]:
     return _findings(
         connection,
-        "warning",
+        Severity.WARNING,
         "model-without-deployments",
         "SELECT m.name, m.source_file, m.source_line FROM models AS m "
         "WHERE NOT EXISTS (SELECT 1 FROM deployments AS d WHERE d.model_name = m.name) "
@@ -208,10 +174,10 @@ def _models_without_deployments(connection: sqlite3.Connection) -> list[Finding]
     )
 
 
-def _models_with_only_deprecated_deployments(connection: sqlite3.Connection) -> list[Finding]:
+def _models_with_only_deprecated_deployments(connection: CatalogConnection) -> list[Finding]:
     return _findings(
         connection,
-        "warning",
+        Severity.WARNING,
         "all-deployments-deprecated",
         "SELECT m.name, m.source_file, m.source_line, count(d.name) FROM models AS m "
         "JOIN deployments AS d ON d.model_name = m.name "
@@ -223,10 +189,10 @@ def _models_with_only_deprecated_deployments(connection: sqlite3.Connection) -> 
     )
 
 
-def _unused_tokenizers(connection: sqlite3.Connection) -> list[Finding]:
+def _unused_tokenizers(connection: CatalogConnection) -> list[Finding]:
     return _findings(
         connection,
-        "info",
+        Severity.INFO,
         "unused-tokenizer",
         "SELECT t.name, t.source_file, t.source_line FROM tokenizers AS t "
         "WHERE NOT EXISTS (SELECT 1 FROM deployments AS d WHERE d.tokenizer_name = t.name) "

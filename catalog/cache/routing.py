@@ -4,7 +4,8 @@ Before HELM PR #1903 a response was cached in the shard of the model's creator (
 then, in the shard of the deployment's host (`together`). An entry is routed by the `model` and
 `engine` strings of its key, compared with the names the catalog knows for the models and
 deployments named after the entry's own shard (its candidates). The rules are pure functions of
-a `ShardRouting`; only `catalog_router` reads the catalog, with plain sqlite3.
+a `ShardRouting`; only `catalog_router` reads the catalog, and each model's target host comes
+from the catalog's resolution engine, pins and policy applied.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from __future__ import annotations
 import json
 import json.scanner
 import os
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final, Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, cast
 
-from catalog.errors import CacheMigrationError, SettingError, suggest
+from catalog.cache.aliases import load_aliases
+from catalog.errors import CacheMigrationError
+
+if TYPE_CHECKING:
+    from catalog.db.connection import CatalogConnection
+    from catalog.resolve.engine import ResolutionEngine
 
 OutcomeKind = Literal["move", "stay", "unrouted"]
 CandidateKind = Literal["model", "deployment"]
-POLICIES: Final = ("first", "last")
 _MEMO_LIMIT = 65_536
 _NAMES_IN_REASON = 3
 
@@ -293,151 +296,7 @@ class Router:
 # Reading the rules from the catalog ------------------------------------------------------------
 
 
-def policy_in_force(connection: sqlite3.Connection, policy: str | None) -> str:
-    """`policy` if given, else the catalog's `policy` setting, else `first`."""
-    if policy is None:
-        row = connection.execute("SELECT value FROM settings WHERE key = ?", ("policy",)).fetchone()
-        policy = str(row[0]) if row is not None else "first"
-    if policy not in POLICIES:
-        raise SettingError(f"unknown policy {policy!r}: use one of {', '.join(POLICIES)}")
-    return policy
-
-
-def load_targets(connection: sqlite3.Connection, policy: str) -> dict[str, str | None]:
-    """Each model's host: that of its pinned deployment, else of the policy's default."""
-    rows = connection.execute(
-        """
-        SELECT v.model, d.host_organization
-        FROM model_default_deployments AS v
-        LEFT JOIN deployments AS d ON d.name = COALESCE(
-            v.pinned_deployment,
-            CASE WHEN ? = 'last' THEN v.last_policy_deployment
-                 ELSE v.first_policy_deployment END)
-        """,
-        (policy,),
-    ).fetchall()
-    return {str(model): (str(host) if host is not None else None) for model, host in rows}
-
-
-def load_aliases(
-    connection: sqlite3.Connection, path: str | os.PathLike[str]
-) -> dict[str, tuple[str, ...]]:
-    """A user's YAML file of `identifier: model-or-deployment name`, by catalog name.
-
-    Errors name the file and line. The YAML is composed into nodes, never constructed into
-    objects, so no tag can run code and no alias can expand.
-    """
-    location = Path(path)
-    by_name: dict[str, list[str]] = {}
-    unknown: list[str] = []
-    names: list[str] | None = None
-    for identifier, (name, line) in _read_aliases(location).items():
-        by_name.setdefault(name, []).append(identifier)
-        known = connection.execute(
-            "SELECT 1 FROM models WHERE name = ? "
-            "UNION ALL SELECT 1 FROM deployments WHERE name = ?",
-            (name, name),
-        ).fetchone()
-        if known is None:
-            if names is None:
-                names = [
-                    str(row[0])
-                    for row in connection.execute(
-                        "SELECT name FROM models UNION SELECT name FROM deployments"
-                    )
-                ]
-            close = suggest(name, names)
-            hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-            unknown.append(f"{location}:{line}: no model or deployment named {name!r}{hint}")
-    if unknown:
-        raise CacheMigrationError("; ".join(unknown))
-    return {name: tuple(identifiers) for name, identifiers in by_name.items()}
-
-
-_YAML_STR = "tag:yaml.org,2002:str"
-_ALIASES_MAX_DEPTH = 16
-
-
-def _read_aliases(location: Path) -> dict[str, tuple[str, int]]:
-    """identifier -> (catalog name, line), from the file's YAML nodes."""
-    import yaml
-
-    try:
-        data = location.read_bytes()
-    except OSError as error:
-        raise CacheMigrationError(
-            f"{location}: cannot read the aliases file: {error.strerror}"
-        ) from error
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise CacheMigrationError(
-            f"{location}:{line}: the aliases file is not UTF-8 text"
-        ) from error
-    try:
-        # PyYAML composes recursively: refuse deep nesting from the (flat) event stream first.
-        depth = 0
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > _ALIASES_MAX_DEPTH:
-                    mark = event.start_mark
-                    where = f"{location}:{mark.line + 1}" if mark is not None else str(location)
-                    raise CacheMigrationError(
-                        f"{where}: the aliases file is nested too deep (more than "
-                        f"{_ALIASES_MAX_DEPTH} levels); it is a flat mapping"
-                    )
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f"{location}:{mark.line + 1}" if mark is not None else str(location)
-        problem = ", ".join(p for p in (error.context, error.problem) if p) or "syntax error"
-        raise CacheMigrationError(
-            f"{where}: the aliases file is not valid YAML: {problem}"
-        ) from error
-    except yaml.YAMLError as error:
-        raise CacheMigrationError(
-            f"{location}: the aliases file is not valid YAML: {error}"
-        ) from error
-    if root is None:
-        return {}
-    if not isinstance(root, yaml.MappingNode):
-        raise CacheMigrationError(
-            f"{location}:{root.start_mark.line + 1}: the aliases file must map identifiers to "
-            f"model or deployment names, not be {_describe_node(root)}"
-        )
-    entries: dict[str, tuple[str, int]] = {}
-    for key_node, value_node in root.value:
-        line = key_node.start_mark.line + 1
-        if not (_is_string(key_node) and _is_string(value_node)):
-            raise CacheMigrationError(
-                f"{location}:{line}: alias {_describe_node(key_node)}: "
-                f"{_describe_node(value_node)}: both must be strings"
-            )
-        entries[key_node.value] = (value_node.value, line)
-    return entries
-
-
-def _is_string(node: Any) -> bool:
-    import yaml
-
-    return isinstance(node, yaml.ScalarNode) and node.tag == _YAML_STR
-
-
-def _describe_node(node: Any) -> str:
-    import yaml
-
-    tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
-    if isinstance(node, yaml.ScalarNode):
-        return repr(node.value) if node.tag == _YAML_STR else f"{node.value!r} ({tag})"
-    kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
-    return kind if tag in ("!!seq", "!!map") else f"{kind} tagged {tag}"
-
-
-def _deployment_names(rows: Iterable[sqlite3.Row | tuple[Any, ...]]) -> list[DeploymentNames]:
+def _deployment_names(rows: Iterable[tuple[Any, ...]]) -> list[DeploymentNames]:
     result = []
     for name, engine, model_name, host, client_args in rows:
         args = json.loads(client_args) if client_args else None
@@ -450,7 +309,8 @@ def _deployment_names(rows: Iterable[sqlite3.Row | tuple[Any, ...]]) -> list[Dep
 
 
 def catalog_router(
-    connection: sqlite3.Connection,
+    connection: CatalogConnection,
+    engine: ResolutionEngine,
     *,
     policy: str | None = None,
     aliases: str | os.PathLike[str] | None = None,
@@ -462,8 +322,8 @@ def catalog_router(
             "the catalog is empty, so no entry could be routed: run `catalog sync` first "
             "(or give --db the synced catalog)"
         )
-    chosen = policy_in_force(connection, policy)
-    targets = load_targets(connection, chosen)
+    chosen = engine.policy_in_force(policy)[0]
+    targets = engine.default_hosts(chosen)
     alias_names = load_aliases(connection, aliases) if aliases is not None else {}
 
     def load(shard: str) -> ShardRouting:

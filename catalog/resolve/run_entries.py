@@ -1,6 +1,6 @@
 """HELM run entries (`mmlu:subject=anatomy,model=text`) and run-entries conf files, parsed.
 
-Only the syntax lives here; `catalog.resolution` gives the names meaning. HELM splits an entry
+Only the syntax lives here; `catalog.resolve.engine` gives the names meaning. HELM splits an entry
 at its first ':' and its arguments at ',' and '='; that is kept, with two additions that make
 mistakes visible instead of silently changing what runs: an entry may be bare arguments
 (`model=text`, no name), and a malformed entry or a repeated key is an error naming the column.
@@ -15,8 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from catalog.diagnostics import preview
-from catalog.errors import RunEntrySyntaxError
+from catalog.errors import RunEntrySyntaxError, preview
 
 MODEL_KEY = "model"
 DEPLOYMENT_KEY = "model_deployment"

@@ -1,4 +1,4 @@
-"""Checking HELM entries one by one and turning them into typed records.
+"""Checking HELM entries one by one and turning them into the catalog's row records.
 
 Lenient like HELM where HELM is lenient (unknown keys are warnings), strict where a wrong value
 would silently change what runs (a length that is not a number is an error). Every finding
@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog.diagnostics import MAX_FINDINGS_PER_FILE, Diagnostic, Severity, preview
-from catalog.names import name_problem
-from catalog.schema import ACCESS_LEVELS
+from catalog.db.schema import ACCESS_LEVELS, DeploymentInfo, ModelInfo, TokenizerInfo
+from catalog.errors import MAX_FINDINGS_PER_FILE, Finding, Severity, preview
+from catalog.names import name_problem, split_name
 
 MAX_LENGTH = 2_147_483_647  # a length beyond a 32-bit integer is a typo, not a model
 MAX_PARAMETERS = 10**15  # a thousand times today's largest models; more is a typo
@@ -55,55 +55,6 @@ LENGTH_KEYS = (
 _NESTED_HINTS = {"args": "client_spec.args", "class_name": "client_spec.class_name"}
 
 
-@dataclass(frozen=True)
-class Provenance:
-    """Where an entry is: file and line for people, layer and index for catalog order."""
-
-    file: str
-    line: int
-    layer: int = 0
-    index: int = 0
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    name: str
-    creator_organization_name: str
-    display_name: str
-    description: str
-    access: str
-    release_date: dt.date | None
-    num_parameters: int | None
-    tags: tuple[str, ...]
-    source: Provenance
-
-
-@dataclass(frozen=True)
-class TokenizerRecord:
-    name: str
-    class_name: str
-    args: Any
-    end_of_text_token: str | None
-    prefix_token: str | None
-    source: Provenance
-
-
-@dataclass(frozen=True)
-class DeploymentRecord:
-    name: str
-    model_name: str
-    tokenizer_name: str | None
-    client_class: str
-    client_args: Any
-    window_service_class: str | None
-    window_service_args: Any
-    max_sequence_length: int | None
-    max_request_length: int | None
-    max_sequence_and_generated_tokens_length: int | None
-    deprecated: bool
-    source: Provenance
-
-
 @dataclass
 class EntryChecker:
     """Collects the findings of one file while its entries are checked.
@@ -113,11 +64,13 @@ class EntryChecker:
     """
 
     file: str
-    diagnostics: list[Diagnostic] = field(default_factory=list)
+    diagnostics: list[Finding] = field(default_factory=list)
     error_count: int = 0
     # The line of the entry being checked, for entries that do not carry one (`- ~`).
     entry_line: int | None = None
-    unlisted: dict[Severity, int] = field(default_factory=lambda: {"error": 0, "warning": 0})
+    unlisted: dict[Severity, int] = field(
+        default_factory=lambda: {Severity.ERROR: 0, Severity.WARNING: 0}
+    )
 
     @property
     def full(self) -> bool:
@@ -125,31 +78,47 @@ class EntryChecker:
 
     def error(self, code: str, message: str, line: int | None) -> None:
         self.error_count += 1
-        self._add(Diagnostic("error", code, message, self.file, line))
+        self._add(Finding(Severity.ERROR, code, message, file=self.file, line=line))
 
     def warning(self, code: str, message: str, line: int | None) -> None:
-        self._add(Diagnostic("warning", code, message, self.file, line))
+        self._add(Finding(Severity.WARNING, code, message, file=self.file, line=line))
 
-    def _add(self, diagnostic: Diagnostic) -> None:
+    def _add(self, diagnostic: Finding) -> None:
         if self.full:
             self.unlisted[diagnostic.severity] += 1
         else:
             self.diagnostics.append(diagnostic)
 
-    def finish(self) -> list[Diagnostic]:
+    def finish(self) -> list[Finding]:
         """The findings, closed by a count of those left unlisted."""
         closing = [
-            Diagnostic(
+            Finding(
                 severity,
                 "more-findings",
                 f"{count} more {severity}s in this file are not listed; fix the ones above first",
-                self.file,
-                None,
+                file=self.file,
+                line=None,
             )
             for severity, count in self.unlisted.items()
             if count
         ]
         return self.diagnostics + closing
+
+    def begin(
+        self, entry: Any, noun: str, known: tuple[str, ...]
+    ) -> tuple[int | None, str | None, str] | None:
+        """The start of every entry's check: it must be a mapping; its line, its name (None if
+        the name is bad), how messages call it, and warnings for its unknown keys."""
+        line = getattr(entry, "line", self.entry_line)
+        if not isinstance(entry, dict):
+            self.error(
+                "wrong-type", f"a {noun} entry must be a mapping, not {type_name(entry)}", line
+            )
+            return None
+        name = self.name(entry, "name", f"a {noun}", required=True)
+        what = f"{noun} {name!r}" if name else f"a {noun}"
+        self.unknown_keys(entry, known, what)
+        return line, name, what
 
     def key_line(self, entry: Any, key: str) -> int | None:
         lines = getattr(entry, "key_lines", {})
@@ -161,7 +130,7 @@ class EntryChecker:
                 continue
             line = self.key_line(entry, key)
             if self.full:  # no suggestion is worth computing for a finding never shown
-                self.unlisted["warning"] += 1
+                self.unlisted[Severity.WARNING] += 1
                 continue
             hint = _suggest_key(str(key), known)
             message = f"unknown key {preview(key)} in {what}; it is ignored"
@@ -254,17 +223,12 @@ class EntryChecker:
         return class_name, _plain(args) if args else None
 
 
-def check_model(entry: Any, checker: EntryChecker) -> ModelRecord | None:
-    line = getattr(entry, "line", checker.entry_line)
-    if not isinstance(entry, dict):
-        checker.error(
-            "wrong-type", f"a model entry must be a mapping, not {type_name(entry)}", line
-        )
-        return None
+def check_model(entry: Any, checker: EntryChecker) -> ModelInfo | None:
     errors_before = checker.error_count
-    name = checker.name(entry, "name", "a model", required=True)
-    what = f"model {name!r}" if name else "a model"
-    checker.unknown_keys(entry, MODEL_KEYS, what)
+    started = checker.begin(entry, "model", MODEL_KEYS)
+    if started is None:
+        return None
+    line, name, what = started
     display_name = checker.text(entry, "display_name", what, required=True)
     description = checker.text(entry, "description", what, required=True)
     creator = checker.text(entry, "creator_organization_name", what, required=True)
@@ -292,30 +256,31 @@ def check_model(entry: Any, checker: EntryChecker) -> ModelRecord | None:
         return None
     assert name and display_name is not None and description is not None
     assert creator is not None and access is not None
-    return ModelRecord(
+    prefix, engine = split_name(name)
+    return ModelInfo(
         name=name,
+        creator_prefix=prefix,
+        engine=engine,
         creator_organization_name=creator,
         display_name=display_name,
         description=description,
         access=access,
         release_date=release_date,
         num_parameters=num_parameters,
+        is_placeholder=False,
+        source_file=checker.file,
+        source_line=line or 0,
+        position=0,
         tags=tags,
-        source=Provenance(checker.file, line or 0),
     )
 
 
-def check_deployment(entry: Any, checker: EntryChecker) -> DeploymentRecord | None:
-    line = getattr(entry, "line", checker.entry_line)
-    if not isinstance(entry, dict):
-        checker.error(
-            "wrong-type", f"a deployment entry must be a mapping, not {type_name(entry)}", line
-        )
-        return None
+def check_deployment(entry: Any, checker: EntryChecker) -> DeploymentInfo | None:
     errors_before = checker.error_count
-    name = checker.name(entry, "name", "a deployment", required=True)
-    what = f"deployment {name!r}" if name else "a deployment"
-    checker.unknown_keys(entry, DEPLOYMENT_KEYS, what)
+    started = checker.begin(entry, "deployment", DEPLOYMENT_KEYS)
+    if started is None:
+        return None
+    line, name, what = started
     # HELM: a deployment without model_name serves the model of the same name.
     model_name = checker.name(entry, "model_name", what, required=False) or name
     tokenizer_name = checker.name(entry, "tokenizer_name", what, required=False)
@@ -325,9 +290,12 @@ def check_deployment(entry: Any, checker: EntryChecker) -> DeploymentRecord | No
     deprecated = _deprecated_flag(entry, checker, what)
     if checker.error_count > errors_before or name is None or model_name is None or not client:
         return None
-    return DeploymentRecord(
+    host, engine = split_name(name)
+    return DeploymentInfo(
         name=name,
         model_name=model_name,
+        host_organization=host,
+        engine=engine,
         tokenizer_name=tokenizer_name,
         client_class=client[0],
         client_args=client[1],
@@ -339,33 +307,34 @@ def check_deployment(entry: Any, checker: EntryChecker) -> DeploymentRecord | No
             "max_sequence_and_generated_tokens_length"
         ],
         deprecated=bool(deprecated),
-        source=Provenance(checker.file, line or 0),
+        source_file=checker.file,
+        source_line=line or 0,
+        position=0,
+        first_position=0,
     )
 
 
-def check_tokenizer(entry: Any, checker: EntryChecker) -> TokenizerRecord | None:
-    line = getattr(entry, "line", checker.entry_line)
-    if not isinstance(entry, dict):
-        checker.error(
-            "wrong-type", f"a tokenizer entry must be a mapping, not {type_name(entry)}", line
-        )
-        return None
+def check_tokenizer(entry: Any, checker: EntryChecker) -> TokenizerInfo | None:
     errors_before = checker.error_count
-    name = checker.name(entry, "name", "a tokenizer", required=True)
-    what = f"tokenizer {name!r}" if name else "a tokenizer"
-    checker.unknown_keys(entry, TOKENIZER_KEYS, what)
+    started = checker.begin(entry, "tokenizer", TOKENIZER_KEYS)
+    if started is None:
+        return None
+    line, name, what = started
     spec = checker.spec(entry, "tokenizer_spec", what, required=True)
     end_token = _token(entry, "end_of_text_token", checker, what)
     prefix_token = _token(entry, "prefix_token", checker, what)
     if checker.error_count > errors_before or name is None or spec is None:
         return None
-    return TokenizerRecord(
+    return TokenizerInfo(
         name=name,
         class_name=spec[0],
         args=spec[1],
         end_of_text_token=end_token,
         prefix_token=prefix_token,
-        source=Provenance(checker.file, line or 0),
+        is_placeholder=False,
+        source_file=checker.file,
+        source_line=line or 0,
+        position=0,
     )
 
 

@@ -15,8 +15,11 @@ same exclusions.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from catalog.db.connection import CatalogConnection
 
 ABLATION_TAG = "ABLATION_MODEL_TAG"
 EXCLUDED_TAGS = ("DEPRECATED_MODEL_TAG", "UNSUPPORTED_MODEL_TAG")
@@ -93,7 +96,7 @@ def _base_and_ablation(name: str) -> tuple[GroupRule, bool]:
     return BASE_GROUPS[name], False
 
 
-def group_members(connection: sqlite3.Connection, name: str) -> list[str]:
+def group_members(connection: CatalogConnection, name: str) -> list[str]:
     """The models of group `name`, in HELM's order, without the excluded ones.
 
     Tag groups list models in catalog order (`text_code`: the text models, then the code models
@@ -125,7 +128,7 @@ def group_members(connection: sqlite3.Connection, name: str) -> list[str]:
 _ALL_MODELS = "SELECT name FROM models ORDER BY position"
 
 
-def _with_tags(connection: sqlite3.Connection, tags: tuple[str, ...]) -> list[str]:
+def _with_tags(connection: CatalogConnection, tags: tuple[str, ...]) -> list[str]:
     """Models carrying any of `tags`, in catalog order (uses the model_tags tag index)."""
     placeholders = ", ".join("?" * len(tags))
     # One row per (model, tag), so a single tag needs no DISTINCT.

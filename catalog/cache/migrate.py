@@ -1,4 +1,5 @@
-"""Move HELM response-cache entries from creator-named shards to host-named shards.
+"""`catalog cache migrate`: HELM response-cache entries from creator-named shards to host-named
+shards.
 
 Crash safety comes from the order of the steps, not from any record of progress: entries are
 copied into their target in committed transactions, read back and compared, and only then is a
@@ -10,7 +11,6 @@ uninterrupted run ends.
 
 from __future__ import annotations
 
-import errno
 import os
 import sqlite3
 import time
@@ -20,28 +20,32 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, cast
 
-from catalog.cache_routing import Outcome, Router, catalog_router
-from catalog.cache_store import (
+from catalog.cache.plan import Tally, probe, require_directory, unreadable
+from catalog.cache.report import CacheMigrationReport, ConflictCounts, ShardMigration, ShardPlan
+from catalog.cache.routing import Outcome, Router, catalog_router
+from catalog.cache.sqlite_store import SqliteDirectoryStore
+from catalog.cache.store import (
     CONFLICT_POLICIES,
-    SHARD_SUFFIX,
     CacheStore,
     ConflictPolicy,
     Entry,
     PutCounts,
     ShardCopy,
     ShardProblem,
-    SqliteDirectoryStore,
     SqlValue,
     TargetConflictError,
     entry_size,
     same_value,
 )
-from catalog.database import failure_hint
+from catalog.db.failures import failure_hint
 from catalog.errors import CacheMigrationError
 
-EXAMPLES_PER_SHARD: Final = 5
+if TYPE_CHECKING:
+    from catalog.db.connection import CatalogConnection
+    from catalog.resolve.engine import ResolutionEngine
+
 # Entries are written to a target in transactions of up to this many bytes or rows; the
 # buffers of all targets together stay under BUFFER_BUDGET.
 FLUSH_BYTES = 16 * 2**20
@@ -51,329 +55,6 @@ SQLITE_HEAP_LIMIT = 48 * 2**20
 ProgressCallback = Callable[[int, int], None]
 # Chooses, from an entry's outcome, the shard it is written to in this pass (None: skip).
 _Choose = Callable[[Outcome], str | None]
-
-
-@dataclass(frozen=True)
-class UnroutedExample:
-    key: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class ShardPlan:
-    """Where the entries of one source shard go, by the catalog's current hosts."""
-
-    shard: str
-    entries: int
-    moves: Mapping[str, int]
-    stays: int
-    unrouted: int
-    unrouted_reasons: Mapping[str, int]
-    unrouted_examples: tuple[UnroutedExample, ...]
-    has_candidates: bool
-
-    @property
-    def leaving(self) -> int:
-        return sum(self.moves.values())
-
-    @property
-    def single_host(self) -> str | None:
-        """The host that receives every entry, if there is one."""
-        if len(self.moves) == 1 and self.stays == self.unrouted == 0:
-            return next(iter(self.moves))
-        return None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "shard": self.shard,
-            "entries": self.entries,
-            "moves": dict(self.moves),
-            "stays": self.stays,
-            "unrouted": self.unrouted,
-            "unrouted_reasons": dict(self.unrouted_reasons),
-            "unrouted_examples": [
-                {"key": e.key, "reason": e.reason} for e in self.unrouted_examples
-            ],
-            "has_candidates": self.has_candidates,
-        }
-
-
-@dataclass(frozen=True)
-class CachePlan:
-    """`catalog cache plan`: what a migration would do; nothing is written."""
-
-    cache_dir: Path
-    policy: str
-    shards: tuple[ShardPlan, ...]
-    problems: tuple[ShardProblem, ...]
-    ignored_files: tuple[str, ...]
-
-    @property
-    def totals(self) -> dict[str, Any]:
-        moves: Counter[str] = Counter()
-        for shard in self.shards:
-            moves.update(shard.moves)
-        return {
-            "entries": sum(s.entries for s in self.shards),
-            "moves": dict(sorted(moves.items())),
-            "stays": sum(s.stays for s in self.shards),
-            "unrouted": sum(s.unrouted for s in self.shards),
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cache_dir": str(self.cache_dir),
-            "policy": self.policy,
-            "shards": [s.to_json() for s in self.shards],
-            "totals": self.totals,
-            "problems": [{"file": p.file, "message": p.message} for p in self.problems],
-            "ignored_files": list(self.ignored_files),
-        }
-
-
-@dataclass(frozen=True)
-class ConflictCounts:
-    kept_target: int = 0
-    took_source: int = 0
-
-
-@dataclass(frozen=True)
-class ShardMigration:
-    """What the migration did with one source shard.
-
-    `moved` counts entries newly written into each host shard; `already_present` and the
-    conflicts count every entry the run wrote or found (with `--out`, the staying entries copied
-    into the new layout too). `failed` entries were not moved (a refused or failing target).
-    """
-
-    shard: str
-    entries: int
-    routed: Mapping[str, int]
-    moved: Mapping[str, int]
-    stayed: int
-    unrouted: int
-    copied: int
-    already_present: int
-    conflicts: ConflictCounts
-    failed: int
-    backup: str | None
-    pruned: int
-    verified: bool
-    method: str
-    errors: tuple[str, ...]
-    unrouted_reasons: Mapping[str, int]
-    unrouted_examples: tuple[UnroutedExample, ...]
-    seconds: float
-
-    @property
-    def changed(self) -> bool:
-        return bool(
-            sum(self.moved.values())
-            or self.copied
-            or self.conflicts.took_source
-            or self.backup
-            or self.pruned
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "shard": self.shard,
-            "entries": self.entries,
-            "routed": dict(self.routed),
-            "moved": dict(self.moved),
-            "stayed": self.stayed,
-            "unrouted": self.unrouted,
-            "copied": self.copied,
-            "already_present": self.already_present,
-            "conflicts": {
-                "kept_target": self.conflicts.kept_target,
-                "took_source": self.conflicts.took_source,
-            },
-            "failed": self.failed,
-            "backup": self.backup,
-            "pruned": self.pruned,
-            "verified": self.verified,
-            "method": self.method,
-            "errors": list(self.errors),
-            "unrouted_reasons": dict(self.unrouted_reasons),
-            "unrouted_examples": [
-                {"key": e.key, "reason": e.reason} for e in self.unrouted_examples
-            ],
-            "seconds": round(self.seconds, 3),
-        }
-
-
-@dataclass(frozen=True)
-class CacheMigrationReport:
-    """`catalog cache migrate`: per source shard what moved, and whether it was verified."""
-
-    cache_dir: Path
-    out_dir: Path | None
-    in_place: bool
-    dry_run: bool
-    on_conflict: str
-    prune: bool
-    policy: str
-    shards: tuple[ShardMigration, ...]
-    problems: tuple[ShardProblem, ...]
-    ignored_files: tuple[str, ...]
-    verified: bool
-
-    @property
-    def errors(self) -> list[str]:
-        found = [f"{self._path(p.file)}: {p.message}" for p in self.problems]
-        for shard in self.shards:
-            found.extend(shard.errors)
-        return found
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    @property
-    def changed(self) -> bool:
-        return any(s.changed for s in self.shards)
-
-    def _path(self, file: str) -> Path:
-        return self.cache_dir / file
-
-    @property
-    def totals(self) -> dict[str, Any]:
-        moved: Counter[str] = Counter()
-        for shard in self.shards:
-            moved.update(shard.moved)
-        return {
-            "entries": sum(s.entries for s in self.shards),
-            "moved": dict(sorted(moved.items())),
-            "stayed": sum(s.stayed for s in self.shards),
-            "unrouted": sum(s.unrouted for s in self.shards),
-            "copied": sum(s.copied for s in self.shards),
-            "already_present": sum(s.already_present for s in self.shards),
-            "conflicts": {
-                "kept_target": sum(s.conflicts.kept_target for s in self.shards),
-                "took_source": sum(s.conflicts.took_source for s in self.shards),
-            },
-            "failed": sum(s.failed for s in self.shards),
-            "backups": sum(1 for s in self.shards if s.backup),
-            "pruned": sum(s.pruned for s in self.shards),
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cache_dir": str(self.cache_dir),
-            "out_dir": str(self.out_dir) if self.out_dir is not None else None,
-            "in_place": self.in_place,
-            "dry_run": self.dry_run,
-            "on_conflict": self.on_conflict,
-            "prune": self.prune,
-            "policy": self.policy,
-            "shards": [s.to_json() for s in self.shards],
-            "totals": self.totals,
-            "verified": self.verified,
-            "changed": self.changed,
-            "errors": self.errors,
-            "problems": [{"file": p.file, "message": p.message} for p in self.problems],
-            "ignored_files": list(self.ignored_files),
-        }
-
-
-# Planning ---------------------------------------------------------------------------------------
-
-
-def plan(
-    connection: sqlite3.Connection,
-    cache_dir: Path,
-    *,
-    aliases: str | os.PathLike[str] | None = None,
-    policy: str | None = None,
-) -> CachePlan:
-    """Route every entry of every shard in `cache_dir` (opened read-only) without moving any."""
-    _require_directory(cache_dir, "the cache directory")
-    store = SqliteDirectoryStore(cache_dir, readonly=True)
-    router, chosen = catalog_router(
-        connection, policy=policy, aliases=aliases, name_problem=store.shard_name_problem
-    )
-    listing = store.list_shards()
-    plans: list[ShardPlan] = []
-    problems = list(listing.problems)
-    try:
-        for shard in listing.shards:
-            try:
-                plans.append(plan_shard(store, shard, router))
-            except sqlite3.DatabaseError as error:
-                problems.append(_unreadable(shard, error))
-            finally:
-                store.release()
-    finally:
-        store.release()
-    return CachePlan(cache_dir, chosen, tuple(plans), tuple(problems), listing.ignored)
-
-
-def plan_shard(store: CacheStore, shard: str, router: Router) -> ShardPlan:
-    """One pass over the keys of `shard` (values are not read)."""
-    found = _probe(store, shard, router, complete=True)
-    assert found is not None
-    return found
-
-
-@dataclass
-class _Tally:
-    """Where the entries of a shard go, counted as they are routed."""
-
-    moves: Counter[str] = field(default_factory=Counter)
-    stays: int = 0
-    unrouted: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-    examples: list[UnroutedExample] = field(default_factory=list)
-
-    def count(self, key: str, outcome: Outcome) -> None:
-        if outcome.kind == "move":
-            self.moves[cast(str, outcome.host)] += 1
-        elif outcome.kind == "stay":
-            self.stays += 1
-        else:
-            self.unrouted += 1
-            self.reasons[outcome.reason] += 1
-            if len(self.examples) < EXAMPLES_PER_SHARD:
-                self.examples.append(UnroutedExample(key, outcome.reason))
-
-    def plan(self, shard: str, router: Router) -> ShardPlan:
-        return ShardPlan(
-            shard=shard,
-            entries=sum(self.moves.values()) + self.stays + self.unrouted,
-            moves=dict(sorted(self.moves.items())),
-            stays=self.stays,
-            unrouted=self.unrouted,
-            unrouted_reasons=dict(self.reasons.most_common()),
-            unrouted_examples=tuple(self.examples),
-            has_candidates=bool(router.routing(shard).candidates),
-        )
-
-
-def _probe(store: CacheStore, shard: str, router: Router, *, complete: bool) -> ShardPlan | None:
-    """The shard's plan, from its keys alone.
-
-    Unless `complete`, None as soon as entries are seen going to two places: such a shard is
-    migrated entry by entry, and that pass counts the plan as it goes (one read, not two).
-    """
-    tally = _Tally()
-    places: set[str | None] = set()
-    for keys in store.iter_keys(shard):
-        for key in keys:
-            outcome = router.route(shard, key)
-            tally.count(key, outcome)
-            if not complete:
-                places.add(outcome.host if outcome.kind == "move" else None)
-                if len(places) > 1:
-                    return None
-    return tally.plan(shard, router)
-
-
-def _unreadable(shard: str, error: Exception) -> ShardProblem:
-    return ShardProblem(f"{shard}{SHARD_SUFFIX}", f"cannot be read: {error}")
-
-
-# Migrating --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -387,7 +68,7 @@ class _Run:
     shard: str
     known_plan: ShardPlan | None
     write: bool
-    tally: _Tally = field(default_factory=_Tally)
+    tally: Tally = field(default_factory=Tally)
     moved: Counter[str] = field(default_factory=Counter)
     copied: int = 0
     already_present: int = 0
@@ -478,7 +159,7 @@ class _Pass:
     """One read of a source shard: which entries go where, and what else it records."""
 
     choose: _Choose
-    tally: _Tally | None = None
+    tally: Tally | None = None
     advance_all: bool = False
     prune: bool = False
 
@@ -488,7 +169,8 @@ def _moving(outcome: Outcome) -> str | None:
 
 
 def migrate(
-    connection: sqlite3.Connection,
+    connection: CatalogConnection,
+    engine: ResolutionEngine,
     cache_dir: Path,
     *,
     out: Path | None = None,
@@ -504,7 +186,7 @@ def migrate(
 
     `progress`, if given, is called with (entries done, entries in all) as the run advances.
     """
-    _require_directory(cache_dir, "the cache directory")
+    require_directory(cache_dir, "the cache directory")
     if (out is None) == (not in_place):
         raise CacheMigrationError("give exactly one of an output directory (--out) or --in-place")
     if on_conflict not in CONFLICT_POLICIES:
@@ -530,7 +212,11 @@ def migrate(
         assert out is not None
         target = SqliteDirectoryStore(out, readonly=dry_run)
     router, chosen = catalog_router(
-        connection, policy=policy, aliases=aliases, name_problem=target.shard_name_problem
+        connection,
+        engine,
+        policy=policy,
+        aliases=aliases,
+        name_problem=target.shard_name_problem,
     )
     if options.write:
         _require_writable(out if out is not None else cache_dir, created=out is not None)
@@ -538,7 +224,7 @@ def migrate(
     listing = source.list_shards()
     problems = list(listing.problems)
     try:
-        with _sqlite_heap_limit(connection, SQLITE_HEAP_LIMIT):
+        with _sqlite_heap_limit(SQLITE_HEAP_LIMIT):
             if in_place:
                 runs = _migrate_in_place(
                     source, listing.shards, router, options, problems, progress
@@ -582,9 +268,9 @@ def _migrate_in_place(
         started = time.perf_counter()
         try:
             # Pruning needs the whole plan first: only a shard that keeps entries is pruned.
-            known = _probe(store, shard, router, complete=options.prune)
+            known = probe(store, shard, router, complete=options.prune)
         except sqlite3.DatabaseError as error:
-            problems.append(_unreadable(shard, error))
+            problems.append(unreadable(shard, error))
             store.release()
             continue
         run = _Run(shard, known, options.write)
@@ -621,9 +307,9 @@ def _migrate_to_out(
         started = time.perf_counter()
         try:
             # The whole plan first: a shard with nothing staying needs no staying pass.
-            run = _Run(shard, _probe(source, shard, router, complete=True), options.write)
+            run = _Run(shard, probe(source, shard, router, complete=True), options.write)
         except sqlite3.DatabaseError as error:
-            problems.append(_unreadable(shard, error))
+            problems.append(unreadable(shard, error))
             continue
         finally:
             source.release()
@@ -663,20 +349,25 @@ def _count_all(store: CacheStore, shards: Sequence[str]) -> int:
 
 
 @contextmanager
-def _sqlite_heap_limit(connection: sqlite3.Connection, limit: int) -> Iterator[None]:
+def _sqlite_heap_limit(limit: int) -> Iterator[None]:
     """Cap SQLite's memory (its page caches) for this process while the migration runs.
 
-    Each target connection may cache WRITE_CACHE_KIB; a shard with many hosts opens many.
+    Each target connection may cache WRITE_CACHE_KIB; a shard with many hosts opens many. The
+    limit is the process's, so any sqlite3 connection sets it.
     """
-    previous = int(connection.execute("PRAGMA soft_heap_limit").fetchone()[0])
-    if 0 < previous <= limit:
-        yield
-        return
-    connection.execute(f"PRAGMA soft_heap_limit = {int(limit)}")
+    connection = sqlite3.connect(":memory:")
     try:
-        yield
+        previous = int(connection.execute("PRAGMA soft_heap_limit").fetchone()[0])
+        if 0 < previous <= limit:
+            yield
+            return
+        connection.execute(f"PRAGMA soft_heap_limit = {int(limit)}")
+        try:
+            yield
+        finally:
+            connection.execute(f"PRAGMA soft_heap_limit = {previous}")
     finally:
-        connection.execute(f"PRAGMA soft_heap_limit = {previous}")
+        connection.close()
 
 
 @contextmanager
@@ -993,20 +684,6 @@ def _with_hint(message: str, error: BaseException) -> str:
     """`message` and, for a full disk or an unwritable file, what to do about it."""
     hint = failure_hint(error, catalog=False)
     return message if hint is None or hint in message else f"{message} (hint: {hint})"
-
-
-def _require_directory(path: Path, what: str) -> None:
-    try:
-        if path.is_dir():
-            return
-        os.stat(path)
-        problem = "is not a directory"
-    except FileNotFoundError:
-        problem = "does not exist"
-    except OSError as error:
-        looping = error.errno == errno.ELOOP
-        problem = "is a symbolic link loop" if looping else f"cannot be read: {error.strerror}"
-    raise CacheMigrationError(f"{path}: {what} {problem}")
 
 
 def _entry_key(entry: Entry) -> str:

@@ -1,0 +1,1 @@
+"""HELM response caches: the store interface, routing rules, plan and migration."""

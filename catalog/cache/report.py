@@ -1,0 +1,184 @@
+"""What `catalog cache plan` and `catalog cache migrate` report, shard by shard and in total."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from catalog.cache.store import ShardProblem
+from catalog.db.records import Record
+
+
+def summed(items: Iterable[Any], *names: str) -> dict[str, int]:
+    """The sum of each named field over `items`."""
+    listed = list(items)
+    return {name: sum(getattr(item, name) for item in listed) for name in names}
+
+
+def merged_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Per-host counts added up over shards, hosts in name order."""
+    total: Counter[str] = Counter()
+    for mapping in counts:
+        total.update(mapping)
+    return dict(sorted(total.items()))
+
+
+@dataclass(frozen=True)
+class UnroutedExample(Record):
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ShardPlan(Record):
+    """Where the entries of one source shard go, by the catalog's current hosts."""
+
+    shard: str
+    entries: int
+    moves: Mapping[str, int]
+    stays: int
+    unrouted: int
+    unrouted_reasons: Mapping[str, int]
+    unrouted_examples: tuple[UnroutedExample, ...]
+    has_candidates: bool
+
+    @property
+    def leaving(self) -> int:
+        return sum(self.moves.values())
+
+    @property
+    def single_host(self) -> str | None:
+        """The host that receives every entry, if there is one."""
+        if len(self.moves) == 1 and self.stays == self.unrouted == 0:
+            return next(iter(self.moves))
+        return None
+
+
+@dataclass(frozen=True)
+class CachePlan(Record):
+    """`catalog cache plan`: what a migration would do; nothing is written."""
+
+    cache_dir: Path
+    policy: str
+    shards: tuple[ShardPlan, ...]
+    problems: tuple[ShardProblem, ...]
+    ignored_files: tuple[str, ...]
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        return {
+            **summed(self.shards, "entries"),
+            "moves": merged_counts(s.moves for s in self.shards),
+            **summed(self.shards, "stays", "unrouted"),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "totals": self.totals}
+
+
+@dataclass(frozen=True)
+class ConflictCounts(Record):
+    kept_target: int = 0
+    took_source: int = 0
+
+
+@dataclass(frozen=True)
+class ShardMigration(Record):
+    """What the migration did with one source shard.
+
+    `moved` counts entries newly written into each host shard; `already_present` and the
+    conflicts count every entry the run wrote or found (with `--out`, the staying entries copied
+    into the new layout too). `failed` entries were not moved (a refused or failing target).
+    """
+
+    shard: str
+    entries: int
+    routed: Mapping[str, int]
+    moved: Mapping[str, int]
+    stayed: int
+    unrouted: int
+    copied: int
+    already_present: int
+    conflicts: ConflictCounts
+    failed: int
+    backup: str | None
+    pruned: int
+    verified: bool
+    method: str
+    errors: tuple[str, ...]
+    unrouted_reasons: Mapping[str, int]
+    unrouted_examples: tuple[UnroutedExample, ...]
+    seconds: float
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            sum(self.moved.values())
+            or self.copied
+            or self.conflicts.took_source
+            or self.backup
+            or self.pruned
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "seconds": round(self.seconds, 3)}
+
+
+@dataclass(frozen=True)
+class CacheMigrationReport(Record):
+    """`catalog cache migrate`: per source shard what moved, and whether it was verified."""
+
+    cache_dir: Path
+    out_dir: Path | None
+    in_place: bool
+    dry_run: bool
+    on_conflict: str
+    prune: bool
+    policy: str
+    shards: tuple[ShardMigration, ...]
+    problems: tuple[ShardProblem, ...]
+    ignored_files: tuple[str, ...]
+    verified: bool
+
+    @property
+    def errors(self) -> list[str]:
+        found = [f"{self._path(p.file)}: {p.message}" for p in self.problems]
+        for shard in self.shards:
+            found.extend(shard.errors)
+        return found
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def changed(self) -> bool:
+        return any(s.changed for s in self.shards)
+
+    def _path(self, file: str) -> Path:
+        return self.cache_dir / file
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        shards = self.shards
+        conflicts = [s.conflicts for s in shards]
+        return {
+            **summed(shards, "entries"),
+            "moved": merged_counts(s.moved for s in shards),
+            **summed(shards, "stayed", "unrouted", "copied", "already_present"),
+            "conflicts": summed(conflicts, "kept_target", "took_source"),
+            **summed(shards, "failed"),
+            "backups": sum(1 for s in shards if s.backup),
+            **summed(shards, "pruned"),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **super().to_json(),
+            "totals": self.totals,
+            "changed": self.changed,
+            "errors": self.errors,
+        }

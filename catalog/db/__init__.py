@@ -1,0 +1,1 @@
+"""The catalog database: where it is, connections and transactions, schema, revisions."""

@@ -1,0 +1,1 @@
+"""Reading the catalog: lookups and listings, read-only SQL, checks and export."""

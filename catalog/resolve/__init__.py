@@ -1,0 +1,1 @@
+"""Which deployment runs a model: policies, pins, settings, run entries and their files."""

@@ -1,0 +1,63 @@
+"""Pins: a user's explicit default deployment per model, which beats every policy.
+
+Each write is one write transaction, so it queues behind a running sync instead of
+interleaving, and its checks run inside it: a deployment cannot vanish between check and write.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from catalog.db import rows
+from catalog.db.schema import PINS, PinInfo
+from catalog.errors import PinError
+from catalog.query.lookups import require_deployment, require_model
+
+if TYPE_CHECKING:
+    from catalog.db.connection import CatalogConnection
+
+
+def pin(connection: CatalogConnection, model: str, deployment: str) -> PinInfo:
+    """Make `deployment` the default of `model`, whatever the policy; replaces an older pin."""
+    with connection.write("the pin"):
+        require_model(connection, model)
+        served = require_deployment(connection, deployment).model_name
+        if served != model:
+            own = [
+                r[0]
+                for r in connection.execute(
+                    "SELECT name FROM deployments WHERE model_name = ? ORDER BY position",
+                    (model,),
+                )
+            ]
+            choices = f"its deployments are {', '.join(own)}" if own else "it has no deployment"
+            raise PinError(
+                f"cannot pin {model!r} to {deployment!r}: that deployment serves {served!r}; "
+                + choices
+            )
+        pinned_at = rows.now_text()
+        connection.execute(
+            "INSERT INTO pins (model_name, deployment_name, pinned_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (model_name) DO UPDATE SET "
+            "deployment_name = excluded.deployment_name, pinned_at = excluded.pinned_at",
+            (model, deployment, pinned_at),
+        )
+    return PinInfo(model, deployment, pinned_at)
+
+
+def unpin(connection: CatalogConnection, model: str) -> bool:
+    """Remove the pin of `model`; False if it had none (an unknown model is an error)."""
+    with connection.write("the unpin"):
+        require_model(connection, model)
+        cursor = connection.execute("DELETE FROM pins WHERE model_name = ?", (model,))
+        return cursor.rowcount > 0
+
+
+def list_pins(connection: CatalogConnection) -> list[PinInfo]:
+    """Every pin, in catalog order of the models."""
+    reader = rows.RecordReader[PinInfo](PINS)
+    found = connection.execute(
+        rows.select_sql(PINS, "p") + " JOIN models AS m ON m.name = p.model_name "
+        "ORDER BY m.position"
+    )
+    return [reader(row) for row in found]

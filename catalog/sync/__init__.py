@@ -1,0 +1,1 @@
+"""`catalog sync`: HELM-format YAML layers read, checked, merged and written in one transaction."""
