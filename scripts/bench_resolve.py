@@ -30,7 +30,6 @@ from typing import Any
 from helm_baseline import HelmLists
 
 from catalog import Catalog
-from catalog.resolve import engine as resolution
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SNAPSHOT = REPO.parent / "shared" / "helm-configs" / "v0.5.12"
@@ -72,7 +71,7 @@ def main() -> None:
     helm = HelmLists(args.snapshot)
     catalog = Catalog.open(db)
     models = [row[0] for row in catalog.connection.execute("SELECT name FROM models")]
-    assert [resolution.default_deployment(catalog.connection, m) for m in models] == [
+    assert [catalog.default_deployment(m) for m in models] == [
         helm.default_deployment(m) for m in models
     ], "catalog and baseline disagree"
     print(f"snapshot {args.snapshot} ({len(models)} models), median of {runs} runs\n")
@@ -83,9 +82,9 @@ def main() -> None:
         catalog = Catalog.open(db)
 
     def all_defaults() -> None:
-        connection = catalog.connection
+        default_deployment = catalog.default_deployment
         for model in models:
-            resolution.default_deployment(connection, model)
+            default_deployment(model)
 
     def baseline_defaults() -> None:
         for model in models:
@@ -98,14 +97,14 @@ def main() -> None:
     report("(a) default deployment, per call, warm", warm, base, "us", "target <= 1")
 
     def text_group() -> None:
-        resolution.resolve_run_entry(catalog.connection, "model=text")
+        catalog.resolve("model=text")
 
     cold = median_seconds(text_group, runs, setup=fresh_connection)
     warm = median_seconds(text_group, runs)
     base = median_seconds(helm.text_group, runs)
     ours_text = [
         (r.model, r.model_deployment)
-        for r in resolution.resolve_run_entry(catalog.connection, "model=text")
+        for r in catalog.resolve("model=text")
     ]
     # HELM lists a model defined twice twice; the catalog lists it once.
     assert ours_text == list(dict.fromkeys(helm.text_group())), "model=text differs"

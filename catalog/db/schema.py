@@ -32,6 +32,7 @@ PLACE_COLUMNS = frozenset({"source_file", "source_line", "position", "first_posi
 
 _COLUMN = "catalog.column"
 _RELATED = "catalog.related"
+_HELM = "catalog.helm"
 
 
 class ColumnType(enum.Enum):
@@ -59,6 +60,8 @@ class Column:
     """`table.column` this column is a foreign key to."""
     on_delete: str | None = None
     autoincrement: bool = False
+    helm: str | None = None
+    """Where the value is in HELM's YAML entry (`client_spec.args`), if it comes from there."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class Table:
     columns: tuple[Column, ...]
     related: Mapping[str, str]
     """Record fields that are not columns (a model's tags), with their docs."""
+    helm_fields: tuple[tuple[str, str], ...]
+    """(record field, its key in HELM's YAML entry), in the order HELM's files write them."""
     checks: tuple[Check, ...] = ()
     indexes: tuple[tuple[str, ...], ...] = ()
 
@@ -104,8 +109,13 @@ def column(
     references: str | None = None,
     on_delete: str | None = None,
     autoincrement: bool = False,
+    helm: str | None = None,
 ) -> Any:
-    """A record field that is a column; nullable exactly when its annotation admits None."""
+    """A record field that is a column; nullable exactly when its annotation admits None.
+
+    `helm` is the key of the value in HELM's YAML entry (dotted when nested), for the fields
+    that come from there: `catalog export` writes exactly these.
+    """
     spec = {
         "type": kind,
         "doc": doc,
@@ -114,17 +124,26 @@ def column(
         "references": references,
         "on_delete": on_delete,
         "autoincrement": autoincrement,
+        "helm": helm,
     }
     return field(metadata={_COLUMN: spec})
 
 
-def related(doc: str, default: Any = ()) -> Any:
+def related(doc: str, default: Any = (), *, helm: str | None = None) -> Any:
     """A record field filled from other tables (a model's tags), not stored in this one."""
-    return field(default=default, metadata={_RELATED: doc})
+    return field(default=default, metadata={_RELATED: doc, _HELM: helm})
 
 
 def _name(doc: str, **kwargs: Any) -> Any:
     return column(ColumnType.STRING, doc, length=NAME_LENGTH, **kwargs)
+
+
+def _text(doc: str, **kwargs: Any) -> Any:
+    return column(ColumnType.TEXT, doc, **kwargs)
+
+
+def _integer(doc: str, **kwargs: Any) -> Any:
+    return column(ColumnType.INTEGER, doc, **kwargs)
 
 
 def _table(
@@ -136,16 +155,30 @@ def _table(
 ) -> Table:
     columns: list[Column] = []
     related_docs: dict[str, str] = {}
+    helm_fields: list[tuple[str, str]] = []
     for item in dataclasses.fields(record):  # type: ignore[arg-type]
         if _RELATED in item.metadata:
             related_docs[item.name] = item.metadata[_RELATED]
-            continue
-        spec = item.metadata[_COLUMN]
-        annotation = str(item.type).replace(" ", "")
-        nullable = "None" in annotation.split("|")
-        columns.append(Column(item.name, nullable=nullable, **spec))
+            helm = item.metadata[_HELM]
+        else:
+            spec = item.metadata[_COLUMN]
+            annotation = str(item.type).replace(" ", "")
+            nullable = "None" in annotation.split("|")
+            columns.append(Column(item.name, nullable=nullable, **spec))
+            helm = spec["helm"]
+        if helm is not None:
+            helm_fields.append((item.name, helm))
     doc = " ".join((record.__doc__ or "").split())
-    return Table(name, record, doc, tuple(columns), MappingProxyType(related_docs), checks, indexes)
+    return Table(
+        name,
+        record,
+        doc,
+        tuple(columns),
+        MappingProxyType(related_docs),
+        tuple(helm_fields),
+        checks,
+        indexes,
+    )
 
 
 _SOURCE_FILE_DOC = "The YAML file that defined the entry (for a placeholder: the deployment's)."
@@ -158,24 +191,32 @@ class ModelInfo(Record):
     deployments."""
 
     name: str = _name(
-        "The model's name, creator/engine (meta/llama-3.1-8b-instruct).", primary_key=True
+        "The model's name, creator/engine (meta/llama-3.1-8b-instruct).",
+        primary_key=True,
+        helm="name",
+    )
+    display_name: str = _text("The name HELM shows.", helm="display_name")
+    description: str = _text("HELM's description of the model.", helm="description")
+    creator_organization_name: str = _text(
+        "The creator's name (Meta).", helm="creator_organization_name"
+    )
+    access: str = column(ColumnType.STRING, "open, limited or closed.", length=16, helm="access")
+    num_parameters: int | None = column(
+        ColumnType.BIG_INTEGER, "Number of parameters.", helm="num_parameters"
+    )
+    release_date: dt.date | None = column(
+        ColumnType.DATE, "When the model was released.", helm="release_date"
     )
     creator_prefix: str = _name("The part of the name before '/' (meta).")
     engine: str = _name("The part of the name after '/'.")
-    creator_organization_name: str = column(ColumnType.TEXT, "The creator's name (Meta).")
-    display_name: str = column(ColumnType.TEXT, "The name HELM shows.")
-    description: str = column(ColumnType.TEXT, "HELM's description of the model.")
-    access: str = column(ColumnType.STRING, "open, limited or closed.", length=16)
-    release_date: dt.date | None = column(ColumnType.DATE, "When the model was released.")
-    num_parameters: int | None = column(ColumnType.BIG_INTEGER, "Number of parameters.")
     is_placeholder: bool = column(
         ColumnType.BOOLEAN,
         "1 if no metadata defines the model: a deployment names it, and HELM makes a stand-in.",
     )
-    source_file: str | None = column(ColumnType.TEXT, _SOURCE_FILE_DOC)
-    source_line: int | None = column(ColumnType.INTEGER, _SOURCE_LINE_DOC)
-    position: int = column(ColumnType.INTEGER, "Catalog order: where the name first appears.")
-    tags: tuple[str, ...] = related("The model's tags, in YAML order.")
+    source_file: str | None = _text(_SOURCE_FILE_DOC)
+    source_line: int | None = _integer(_SOURCE_LINE_DOC)
+    position: int = _integer("Catalog order: where the name first appears.")
+    tags: tuple[str, ...] = related("The model's tags, in YAML order.", helm="tags")
     deployments: tuple[str, ...] = related("The model's deployments, in catalog order.")
 
 
@@ -203,17 +244,21 @@ class TokenizerInfo(Record):
     """A tokenizer config (HELM's tokenizer_configs.yaml); placeholders stand for names
     deployments use but nobody configured."""
 
-    name: str = _name("The tokenizer's name.", primary_key=True)
-    class_name: str | None = column(ColumnType.TEXT, "tokenizer_spec.class_name (never imported).")
-    args: dict[str, Any] | None = column(ColumnType.JSON, "tokenizer_spec.args.")
-    end_of_text_token: str | None = column(ColumnType.TEXT, "The end-of-text token.")
-    prefix_token: str | None = column(ColumnType.TEXT, "The prefix token.")
+    name: str = _name("The tokenizer's name.", primary_key=True, helm="name")
+    class_name: str | None = _text(
+        "tokenizer_spec.class_name (never imported).", helm="tokenizer_spec.class_name"
+    )
+    args: dict[str, Any] | None = column(
+        ColumnType.JSON, "tokenizer_spec.args.", helm="tokenizer_spec.args"
+    )
+    end_of_text_token: str | None = _text("The end-of-text token.", helm="end_of_text_token")
+    prefix_token: str | None = _text("The prefix token.", helm="prefix_token")
     is_placeholder: bool = column(
         ColumnType.BOOLEAN, "1 if no config defines the tokenizer: a deployment names it."
     )
-    source_file: str | None = column(ColumnType.TEXT, _SOURCE_FILE_DOC)
-    source_line: int | None = column(ColumnType.INTEGER, _SOURCE_LINE_DOC)
-    position: int = column(ColumnType.INTEGER, "Catalog order: where the name first appears.")
+    source_file: str | None = _text(_SOURCE_FILE_DOC)
+    source_line: int | None = _integer(_SOURCE_LINE_DOC)
+    position: int = _integer("Catalog order: where the name first appears.")
     deployments: tuple[str, ...] = related("The deployments using it, in catalog order.")
 
 
@@ -226,32 +271,46 @@ class DeploymentInfo(Record):
     duplicated name in its list, so its first-match rule sees the earliest copy.
     """
 
-    name: str = _name("The deployment's name, host/engine.", primary_key=True)
-    model_name: str = _name("The model it serves.", references="models.name")
+    name: str = _name("The deployment's name, host/engine.", primary_key=True, helm="name")
+    deprecated: bool = column(
+        ColumnType.BOOLEAN, "1 if HELM marks the deployment deprecated.", helm="deprecated"
+    )
+    model_name: str = _name("The model it serves.", references="models.name", helm="model_name")
     host_organization: str = _name(
         "The part of the name before '/': who serves it, and the cache shard HELM uses."
     )
     engine: str = _name("The part of the name after '/'.")
-    tokenizer_name: str | None = _name("The tokenizer it uses.", references="tokenizers.name")
-    client_class: str = column(ColumnType.TEXT, "client_spec.class_name (never imported).")
-    client_args: dict[str, Any] | None = column(ColumnType.JSON, "client_spec.args.")
-    window_service_class: str | None = column(ColumnType.TEXT, "window_service_spec.class_name.")
+    tokenizer_name: str | None = _name(
+        "The tokenizer it uses.", references="tokenizers.name", helm="tokenizer_name"
+    )
+    max_sequence_length: int | None = _integer(
+        "Longest prompt, in tokens.", helm="max_sequence_length"
+    )
+    max_request_length: int | None = _integer(
+        "Longest request, in tokens.", helm="max_request_length"
+    )
+    max_sequence_and_generated_tokens_length: int | None = _integer(
+        "Longest prompt plus completion, in tokens.",
+        helm="max_sequence_and_generated_tokens_length",
+    )
+    client_class: str = _text(
+        "client_spec.class_name (never imported).", helm="client_spec.class_name"
+    )
+    client_args: dict[str, Any] | None = column(
+        ColumnType.JSON, "client_spec.args.", helm="client_spec.args"
+    )
+    window_service_class: str | None = _text(
+        "window_service_spec.class_name.", helm="window_service_spec.class_name"
+    )
     window_service_args: dict[str, Any] | None = column(
-        ColumnType.JSON, "window_service_spec.args."
+        ColumnType.JSON, "window_service_spec.args.", helm="window_service_spec.args"
     )
-    max_sequence_length: int | None = column(ColumnType.INTEGER, "Longest prompt, in tokens.")
-    max_request_length: int | None = column(ColumnType.INTEGER, "Longest request, in tokens.")
-    max_sequence_and_generated_tokens_length: int | None = column(
-        ColumnType.INTEGER, "Longest prompt plus completion, in tokens."
-    )
-    deprecated: bool = column(ColumnType.BOOLEAN, "1 if HELM marks the deployment deprecated.")
-    source_file: str | None = column(ColumnType.TEXT, _SOURCE_FILE_DOC)
-    source_line: int | None = column(ColumnType.INTEGER, _SOURCE_LINE_DOC)
-    position: int = column(ColumnType.INTEGER, "Catalog order of the definition that won.")
-    first_position: int = column(
-        ColumnType.INTEGER,
-        "Catalog order where the name first appeared (what HELM's `first` "
-        "rule sees when a name is defined twice).",
+    source_file: str | None = _text(_SOURCE_FILE_DOC)
+    source_line: int | None = _integer(_SOURCE_LINE_DOC)
+    position: int = _integer("Catalog order of the definition that won.")
+    first_position: int = _integer(
+        "Catalog order where the name first appeared (what HELM's `first` rule sees when a "
+        "name is defined twice)."
     )
 
 

@@ -47,15 +47,7 @@ class CheckReport:
 def check_catalog(connection: CatalogConnection) -> CheckReport:
     findings: list[Finding] = []
     with connection.read():
-        for check in (
-            _foreign_key_violations,
-            _broken_pins,
-            _placeholder_models,
-            _placeholder_tokenizers,
-            _models_without_deployments,
-            _models_with_only_deprecated_deployments,
-            _unused_tokenizers,
-        ):
+        for check in (_foreign_key_violations, _broken_pins, *_ROW_CHECKS):
             findings.extend(check(connection))
     findings.sort(key=lambda f: f.severity.rank)
     return CheckReport(findings)
@@ -115,87 +107,78 @@ def _broken_pins(connection: CatalogConnection) -> list[Finding]:
     return findings
 
 
-def _findings(
-    connection: CatalogConnection,
-    severity: Severity,
-    code: str,
-    query: str,
-    message: Callable[..., str],
-) -> list[Finding]:
-    """One finding per row of `query`, whose columns are name, file, line and `message`'s extras."""
-    return [
-        Finding(severity, code, message(name, *extra), subject=name, file=file, line=line)
-        for name, file, line, *extra in connection.execute(query).fetchall()
-    ]
+@dataclass(frozen=True)
+class _RowCheck:
+    """A check that is one query: a finding per row (name, file, line, then `message`'s
+    extras)."""
+
+    severity: Severity
+    code: str
+    query: str
+    message: Callable[..., str]
+
+    def __call__(self, connection: CatalogConnection) -> list[Finding]:
+        return [
+            Finding(
+                self.severity, self.code, self.message(name, *extra), name, file=file, line=line
+            )
+            for name, file, line, *extra in connection.execute(self.query).fetchall()
+        ]
 
 
-def _placeholder_models(connection: CatalogConnection) -> list[Finding]:
-    return _findings(
-        connection,
+_ROW_CHECKS = (
+    _RowCheck(
         Severity.WARNING,
         "placeholder-model",
         "SELECT m.name, m.source_file, m.source_line, "
         "(SELECT d.name FROM deployments AS d WHERE d.model_name = m.name "
         " ORDER BY d.position LIMIT 1) "
-        "FROM models AS m WHERE m.is_placeholder = 1 ORDER BY m.position",
+        "FROM models AS m WHERE m.is_placeholder ORDER BY m.position",
         lambda name, deployment: (
             f"model {name!r} has no metadata (deployment {deployment!r} serves it); it stands "
             "as a placeholder with creator Unknown and generic text tags: add it to "
             "model_metadata.yaml"
         ),
-    )
-
-
-def _placeholder_tokenizers(connection: CatalogConnection) -> list[Finding]:
-    return _findings(
-        connection,
+    ),
+    _RowCheck(
         Severity.WARNING,
         "placeholder-tokenizer",
         "SELECT t.name, t.source_file, t.source_line, "
         "(SELECT d.name FROM deployments AS d WHERE d.tokenizer_name = t.name "
         " ORDER BY d.position LIMIT 1) "
-        "FROM tokenizers AS t WHERE t.is_placeholder = 1 ORDER BY t.position",
+        "FROM tokenizers AS t WHERE t.is_placeholder ORDER BY t.position",
         lambda name, deployment: (
             f"tokenizer {name!r} has no config (deployment {deployment!r} uses it): add it to "
             "tokenizer_configs.yaml or fix the deployment's tokenizer_name"
         ),
-    )
-
-
-def _models_without_deployments(connection: CatalogConnection) -> list[Finding]:
-    return _findings(
-        connection,
+    ),
+    _RowCheck(
         Severity.WARNING,
         "model-without-deployments",
         "SELECT m.name, m.source_file, m.source_line FROM models AS m "
         "WHERE NOT EXISTS (SELECT 1 FROM deployments AS d WHERE d.model_name = m.name) "
         "ORDER BY m.position",
         lambda name: f"model {name!r} has no deployment, so no run can use it",
-    )
-
-
-def _models_with_only_deprecated_deployments(connection: CatalogConnection) -> list[Finding]:
-    return _findings(
-        connection,
+    ),
+    _RowCheck(
         Severity.WARNING,
         "all-deployments-deprecated",
-        "SELECT m.name, m.source_file, m.source_line, count(d.name) FROM models AS m "
-        "JOIN deployments AS d ON d.model_name = m.name "
-        "GROUP BY m.name HAVING min(d.deprecated) = 1 ORDER BY m.position",
+        "SELECT m.name, m.source_file, m.source_line, "
+        "(SELECT count(*) FROM deployments AS d WHERE d.model_name = m.name) FROM models AS m "
+        "WHERE EXISTS (SELECT 1 FROM deployments AS d WHERE d.model_name = m.name) "
+        "AND NOT EXISTS (SELECT 1 FROM deployments AS d "
+        "WHERE d.model_name = m.name AND NOT d.deprecated) ORDER BY m.position",
         lambda name, count: (
             f"model {name!r} has {count} deployment{'s' if count != 1 else ''}, all "
             "deprecated: a run of it uses a deprecated deployment"
         ),
-    )
-
-
-def _unused_tokenizers(connection: CatalogConnection) -> list[Finding]:
-    return _findings(
-        connection,
+    ),
+    _RowCheck(
         Severity.INFO,
         "unused-tokenizer",
         "SELECT t.name, t.source_file, t.source_line FROM tokenizers AS t "
         "WHERE NOT EXISTS (SELECT 1 FROM deployments AS d WHERE d.tokenizer_name = t.name) "
         "ORDER BY t.position",
         lambda name: f"no deployment uses tokenizer {name!r}",
-    )
+    ),
+)

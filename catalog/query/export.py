@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from catalog.db.schema import DeploymentInfo, ModelInfo, TokenizerInfo
+from catalog.db.schema import DEPLOYMENTS, MODELS, TOKENIZERS, Table
 from catalog.query.lookups import list_deployments, list_models, list_tokenizers
 
 if TYPE_CHECKING:
@@ -39,14 +39,20 @@ def export_catalog(connection: CatalogConnection, out_dir: Path) -> list[Path]:
         documents = {
             TOKENIZERS_FILE: {
                 "tokenizer_configs": [
-                    _tokenizer_entry(t) for t in list_tokenizers(connection) if not t.is_placeholder
+                    helm_entry(TOKENIZERS, t)
+                    for t in list_tokenizers(connection)
+                    if not t.is_placeholder
                 ]
             },
             MODELS_FILE: {
-                "models": [_model_entry(m) for m in list_models(connection) if not m.is_placeholder]
+                "models": [
+                    helm_entry(MODELS, m) for m in list_models(connection) if not m.is_placeholder
+                ]
             },
             DEPLOYMENTS_FILE: {
-                "model_deployments": [_deployment_entry(d) for d in list_deployments(connection)]
+                "model_deployments": [
+                    helm_entry(DEPLOYMENTS, d) for d in list_deployments(connection)
+                ]
             },
         }
     written = []
@@ -57,61 +63,27 @@ def export_catalog(connection: CatalogConnection, out_dir: Path) -> list[Path]:
     return written
 
 
-def _model_entry(model: ModelInfo) -> dict[str, Any]:
-    return _without_nulls(
-        {
-            "name": model.name,
-            "display_name": model.display_name,
-            "description": model.description,
-            "creator_organization_name": model.creator_organization_name,
-            "access": model.access,
-            "num_parameters": model.num_parameters,
-            "release_date": model.release_date,
-            "tags": _FlowList(model.tags) if model.tags else None,
-        }
-    )
+def _absent(value: Any) -> bool:
+    """What HELM's files leave out: nulls, false flags, empty args and tag lists."""
+    return value is None or value is False or (isinstance(value, (dict, list, tuple)) and not value)
 
 
-def _deployment_entry(deployment: DeploymentInfo) -> dict[str, Any]:
-    return _without_nulls(
-        {
-            "name": deployment.name,
-            "deprecated": True if deployment.deprecated else None,
-            "model_name": deployment.model_name,
-            "tokenizer_name": deployment.tokenizer_name,
-            "max_sequence_length": deployment.max_sequence_length,
-            "max_request_length": deployment.max_request_length,
-            "max_sequence_and_generated_tokens_length": (
-                deployment.max_sequence_and_generated_tokens_length
-            ),
-            "client_spec": _spec(deployment.client_class, deployment.client_args),
-            "window_service_spec": _spec(
-                deployment.window_service_class, deployment.window_service_args
-            ),
-        }
-    )
-
-
-def _tokenizer_entry(tokenizer: TokenizerInfo) -> dict[str, Any]:
-    return _without_nulls(
-        {
-            "name": tokenizer.name,
-            "tokenizer_spec": _spec(tokenizer.class_name, tokenizer.args),
-            "end_of_text_token": tokenizer.end_of_text_token,
-            "prefix_token": tokenizer.prefix_token,
-        }
-    )
-
-
-def _spec(class_name: str | None, args: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A HELM ObjectSpec; `args` only when there are some (HELM's `args: {}` reads the same)."""
-    if class_name is None:
-        return None
-    return _without_nulls({"class_name": class_name, "args": args or None})
-
-
-def _without_nulls(entry: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in entry.items() if value is not None}
+def helm_entry(table: Table, record: Any) -> dict[str, Any]:
+    """A record as the entry of HELM's YAML file it came from: the fields the schema maps to
+    HELM keys (`client_spec.args` nests), in schema order, absent values left out."""
+    entry: dict[str, Any] = {}
+    for field_name, key in table.helm_fields:
+        value = getattr(record, field_name)
+        if _absent(value):
+            continue
+        if isinstance(value, tuple):
+            value = _FlowList(value)
+        *parents, leaf = key.split(".")
+        place = entry
+        for parent in parents:
+            place = place.setdefault(parent, {})
+        place[leaf] = value
+    return entry
 
 
 def _dump(document: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ name list is read only on the error path, to suggest close names.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from catalog.db import rows
 from catalog.db.schema import (
@@ -32,6 +32,8 @@ from catalog.errors import (
 
 if TYPE_CHECKING:
     from catalog.db.connection import CatalogConnection
+
+R = TypeVar("R")
 
 _MODEL = rows.RecordReader[ModelInfo](MODELS)
 _DEPLOYMENT = rows.RecordReader[DeploymentInfo](DEPLOYMENTS)
@@ -71,23 +73,36 @@ def require_tag(connection: CatalogConnection, tag: str) -> None:
 # Single lookups --------------------------------------------------------------------------------
 
 
-def get_model(connection: CatalogConnection, name: str) -> ModelInfo:
+def _one_with_users(
+    connection: CatalogConnection,
+    reader: rows.RecordReader[R],
+    name: str,
+    related: dict[str, str],
+) -> R:
+    """One row of `reader`'s table by name, with each related field filled by its query (one
+    name parameter, one column), all in one read transaction."""
+    table = reader.table.name
     with connection.read():
-        found = connection.execute(rows.select_sql(MODELS, "m") + " WHERE m.name = ?", (name,))
+        found = connection.execute(
+            rows.select_sql(reader.table, "t") + " WHERE t.name = ?", (name,)
+        )
         row = found.fetchone()
         if row is None:
-            raise UnknownModelError(name, names(connection, "models"))
-        tags = _column(
-            connection,
-            "SELECT tag_name FROM model_tags WHERE model_name = ? ORDER BY position",
-            (name,),
-        )
-        deployments = _column(
-            connection,
-            "SELECT name FROM deployments WHERE model_name = ? ORDER BY position",
-            (name,),
-        )
-    return _MODEL(row, tags=tuple(tags), deployments=tuple(deployments))
+            raise _UNKNOWN[table](name, names(connection, table))
+        values = {field: tuple(_column(connection, sql, (name,))) for field, sql in related.items()}
+    return reader(row, **values)
+
+
+def get_model(connection: CatalogConnection, name: str) -> ModelInfo:
+    return _one_with_users(
+        connection,
+        _MODEL,
+        name,
+        {
+            "tags": "SELECT tag_name FROM model_tags WHERE model_name = ? ORDER BY position",
+            "deployments": "SELECT name FROM deployments WHERE model_name = ? ORDER BY position",
+        },
+    )
 
 
 def require_deployment(connection: CatalogConnection, name: str) -> DeploymentInfo:
@@ -103,17 +118,12 @@ get_deployment = require_deployment
 
 
 def get_tokenizer(connection: CatalogConnection, name: str) -> TokenizerInfo:
-    with connection.read():
-        found = connection.execute(rows.select_sql(TOKENIZERS, "t") + " WHERE t.name = ?", (name,))
-        row = found.fetchone()
-        if row is None:
-            raise UnknownTokenizerError(name, names(connection, "tokenizers"))
-        deployments = _column(
-            connection,
-            "SELECT name FROM deployments WHERE tokenizer_name = ? ORDER BY position",
-            (name,),
-        )
-    return _TOKENIZER(row, deployments=tuple(deployments))
+    return _one_with_users(
+        connection,
+        _TOKENIZER,
+        name,
+        {"deployments": "SELECT name FROM deployments WHERE tokenizer_name = ? ORDER BY position"},
+    )
 
 
 # Listings ---------------------------------------------------------------------------------------
