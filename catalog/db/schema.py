@@ -327,6 +327,10 @@ class SyncInfo(Record):
     changed: dict[str, int] = column(ColumnType.JSON, "Entries changed, by table.")
     removed: dict[str, int] = column(ColumnType.JSON, "Entries removed, by table.")
     warning_count: int = column(ColumnType.INTEGER, "How many warnings it reported.")
+    row_counts: dict[str, int] | None = column(
+        ColumnType.JSON,
+        "Rows it left in each table: a later sync tells a catalog edited around it by them.",
+    )
 
 
 @dataclass(frozen=True)
@@ -372,6 +376,70 @@ class SettingInfo(Record):
     value: str = column(ColumnType.TEXT, "Its value.")
 
 
+EVENT_KINDS = ("baseline", "sync", "pin", "unpin", "setting")
+CHANGE_KINDS = ("added", "removed", "changed", "moved")
+
+
+@dataclass(frozen=True)
+class EventInfo(Record):
+    """One change of the catalog's state (a sync, a pin, an unpin, a setting), or the
+    `baseline` where its history starts."""
+
+    id: int = _integer("The event's number, in the order they happened.", primary_key=True,
+                       autoincrement=True)  # fmt: skip
+    kind: str = column(ColumnType.STRING, "baseline, sync, pin, unpin or setting.", length=16)
+    occurred_at: str = column(ColumnType.DATETIME, "When it was committed (UTC).")
+    sync_id: int | None = _integer(
+        "The sync, for a sync event.", references="syncs.id", on_delete="SET NULL"
+    )
+    summary: str = _text("What happened, in a line.")
+    tool_version: str = column(ColumnType.STRING, "The model-catalog version.", length=64)
+
+
+@dataclass(frozen=True)
+class ChangeInfo(Record):
+    """One entry an event added, removed or changed; `before` and `after` hold the fields that
+    differ (the whole entry when it was added or removed). `moved` changes only where the
+    entry stands (its position), which only the `first` and `last` rules read."""
+
+    id: int = _integer("The change's number.", primary_key=True, autoincrement=True)
+    event_id: int = _integer("The event.", references="events.id", on_delete="CASCADE")
+    table_name: str = column(
+        ColumnType.STRING, "models, deployments, tokenizers, pins or settings.", length=32
+    )
+    name: str = _name("The entry's name (a pin's model, a setting's key).")
+    change: str = column(ColumnType.STRING, "added, removed, changed or moved.", length=16)
+    before: dict[str, Any] | None = column(ColumnType.JSON, "The fields before.")
+    after: dict[str, Any] | None = column(ColumnType.JSON, "The fields after.")
+
+
+@dataclass(frozen=True)
+class DefaultChangeInfo(Record):
+    """A model whose default deployment an event changed, under one policy (`first`, `last`, or
+    `in_force`: the policy in force with pins)."""
+
+    event_id: int = _integer(
+        "The event.", primary_key=True, references="events.id", on_delete="CASCADE"
+    )
+    policy: str = column(ColumnType.STRING, "first, last or in_force.", length=16, primary_key=True)
+    model: str = _name("The model.", primary_key=True)
+    before: str | None = _name("Its default deployment before (null: none).")
+    after: str | None = _name("Its default deployment after (null: none).")
+
+
+@dataclass(frozen=True)
+class ShadowedDeployment(Record):
+    """An earlier copy of a deployment that a later definition replaced. The catalog uses the
+    later one; HELM's own list keeps both, and its rules may meet this one first."""
+
+    position: int = _integer("Catalog order of this copy.", primary_key=True)
+    name: str = _name("The deployment.", references="deployments.name", on_delete="CASCADE")
+    model_name: str = _name("The model this copy serves.")
+    deprecated: bool = column(ColumnType.BOOLEAN, "1 if this copy is deprecated.")
+    source_file: str | None = _text(_SOURCE_FILE_DOC)
+    source_line: int | None = _integer(_SOURCE_LINE_DOC)
+
+
 MODELS = _table(
     "models",
     ModelInfo,
@@ -401,6 +469,20 @@ SYNCS = _table("syncs", SyncInfo)
 SYNC_SOURCES = _table("sync_sources", SyncSourceInfo)
 PINS = _table("pins", PinInfo, indexes=(("deployment_name",),))
 SETTINGS = _table("settings", SettingInfo)
+EVENTS = _table(
+    "events",
+    EventInfo,
+    checks=(Check("kind", "kind IN ('baseline', 'sync', 'pin', 'unpin', 'setting')"),),
+    indexes=(("occurred_at",),),
+)
+CHANGE_LOG = _table(
+    "change_log",
+    ChangeInfo,
+    checks=(Check("change", "change IN ('added', 'removed', 'changed', 'moved')"),),
+    indexes=(("event_id",), ("table_name", "name")),
+)
+DEFAULT_CHANGE_LOG = _table("default_change_log", DefaultChangeInfo, indexes=(("model",),))
+SHADOWED_DEPLOYMENTS = _table("shadowed_deployments", ShadowedDeployment, indexes=(("name",),))
 
 TABLES: tuple[Table, ...] = (
     MODELS,
@@ -412,5 +494,9 @@ TABLES: tuple[Table, ...] = (
     SYNC_SOURCES,
     PINS,
     SETTINGS,
+    EVENTS,
+    CHANGE_LOG,
+    DEFAULT_CHANGE_LOG,
+    SHADOWED_DEPLOYMENTS,
 )
 TABLES_BY_NAME: Mapping[str, Table] = MappingProxyType({t.name: t for t in TABLES})
