@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import locale
+import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -61,19 +68,159 @@ def synced_v0512(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
         yield opened
 
 
+# Running the `catalog` command ------------------------------------------------------------------
+
+# Variables that act only when an interpreter starts: a call that sets one needs a process.
+_START_UP_VARIABLES = ("PYTHON", "LD_", "LC_", "LANG")
+
+
+def _argv(args: tuple[str | os.PathLike[str], ...], db: Path | None) -> list[str]:
+    return [*(["--db", str(db)] if db is not None else []), *map(str, args)]
+
+
+def _stream(like: TextIO | None, default_errors: str) -> tuple[io.BytesIO, io.TextIOWrapper]:
+    """A text stream encoding as the interpreter's own stream `like` does, and its bytes."""
+    data = io.BytesIO()
+    encoding = getattr(like, "encoding", None) or locale.getpreferredencoding(False)
+    errors = getattr(like, "errors", None) or default_errors
+    return data, io.TextIOWrapper(data, encoding=encoding, errors=errors, write_through=True)
+
+
+def _as_text(data: bytes) -> str:
+    """Bytes decoded as by `subprocess.run(..., text=True)`: locale encoding, universal newlines."""
+    text = data.decode(locale.getpreferredencoding(False))
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    for name, value in saved.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
+def _interpreter_warnings() -> None:
+    """The warning filters of a fresh interpreter (no -W, no PYTHONWARNINGS), shown on stderr."""
+    warnings.resetwarnings()
+    for category in (ResourceWarning, ImportWarning, PendingDeprecationWarning):
+        warnings.simplefilter("ignore", category)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+    warnings.showwarning = _show_warning
+
+
 def run_cli(
     *args: str | os.PathLike[str],
     db: Path | None = None,
     cwd: Path | None = None,
     input_text: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `catalog ...` in a subprocess, as a user would."""
-    command = [sys.executable, "-m", "catalog.cli"]
-    if db is not None:
-        command += ["--db", str(db)]
-    command += [str(a) for a in args]
+    """`catalog ARGS` run in this process, as `run_cli_process` would run it in a fresh one.
+
+    The real entry point (`catalog.cli.main`, what the console script calls) with stdin, stdout
+    and stderr of its own (stdin empty unless `input_text`; none of them a terminal), `env`
+    added to the environment and `cwd` as the current directory for the call only. As in a
+    process, SystemExit becomes the exit code, an exception that escapes is printed as the
+    interpreter prints it (a traceback on stderr, exit code 1), warnings and log records of
+    WARNING and above go to stderr. The environment, the current directory and the logging
+    and warnings set-up are restored afterwards; the command closes its own catalog.
+    """
+    from catalog.cli import main
+
+    for name in env or {}:
+        if name.startswith(_START_UP_VARIABLES):
+            raise ValueError(f"{name} acts only at interpreter start-up: use run_cli_process")
+    argv = _argv(args, db)
+    stdin_bytes, stdin = _stream(sys.__stdin__, "strict")
+    stdin_bytes.write((input_text or "").encode(stdin.encoding, stdin.errors))
+    stdin_bytes.seek(0)
+    stdout_bytes, stdout = _stream(sys.__stdout__, "strict")
+    stderr_bytes, stderr = _stream(sys.__stderr__, "backslashreplace")
+    saved_environ = dict(os.environ)
+    saved_cwd = os.getcwd()
+    saved_stdin = sys.stdin
+    log_handler = logging.StreamHandler(stderr)
+    log_handler.setLevel(logging.WARNING)
+    root_logger = logging.getLogger()
+    code = 0
+    try:
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.stdin = stdin
+        root_logger.addHandler(log_handler)
+        with (
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+            warnings.catch_warnings(),
+        ):
+            _interpreter_warnings()
+            try:
+                main(argv)
+            except SystemExit as exit_:
+                code = _exit_code(exit_, stderr)
+            except Exception as error:
+                traceback.print_exception(error, file=stderr)
+                code = 1
+    finally:
+        root_logger.removeHandler(log_handler)
+        sys.stdin = saved_stdin
+        os.chdir(saved_cwd)
+        _restore_environ(saved_environ)
+    return subprocess.CompletedProcess(
+        ["catalog", *argv],
+        code,
+        _as_text(stdout_bytes.getvalue()),
+        _as_text(stderr_bytes.getvalue()),
+    )
+
+
+def _exit_code(exit_: SystemExit, stderr: TextIO) -> int:
+    """What the interpreter makes of SystemExit: None is 0, a number itself, else printed and 1."""
+    if exit_.code is None:
+        return 0
+    if isinstance(exit_.code, int):
+        return exit_.code
+    print(exit_.code, file=stderr)
+    return 1
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def run_cli_process(
+    *args: str | os.PathLike[str],
+    db: Path | None = None,
+    cwd: Path | None = None,
+    input_text: str | None = None,
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m catalog.cli ARGS` in a fresh process, with `env` added to the environment.
+
+    Only for tests whose subject needs a process of its own (a kill, a resource limit, a real
+    terminal, start-up variables such as PYTHONPATH, what a fresh interpreter imports): every
+    other test uses `run_cli`, which runs the same code in this process.
+    """
     return subprocess.run(
-        command, capture_output=True, text=True, cwd=cwd, input=input_text, timeout=300
+        [sys.executable, "-m", "catalog.cli", *_argv(args, db)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        input=input_text or "",  # like run_cli: an empty stdin unless given
+        env={**os.environ, **env} if env is not None else None,
+        preexec_fn=preexec_fn,
+        timeout=300,
     )
 
 

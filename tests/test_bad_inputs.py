@@ -21,8 +21,6 @@ What each case yields is decided here:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import sqlite3
@@ -32,10 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, dump, run_cli
+from conftest import FIXTURES, dump, run_cli, run_cli_process
 
 from catalog import Catalog
-from catalog.cli import main
 
 BASE = FIXTURES / "sync" / "base"
 M, D, T = "model_metadata.yaml", "model_deployments.yaml", "tokenizer_configs.yaml"
@@ -184,25 +181,6 @@ SYNC_CASES = [
 ]  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Outcome:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def run_in_process(*args: str | os.PathLike[str], db: Path) -> Outcome:
-    """`catalog --db DB ARGS` in this process (fast); the same entry point as the console script."""
-    out, err = io.StringIO(), io.StringIO()
-    code: int = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(["--db", str(db), *map(str, args)])
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-    return Outcome(code, out.getvalue(), err.getvalue())
-
-
 def _xfail_params(cases: list[Any]) -> list[object]:
     """Cases that show a known bug in a module outside the sync: strict, so a fix is noticed."""
     return [
@@ -256,14 +234,14 @@ def test_a_bad_source_file_is_reported_where_it_is_wrong(
     bad_file = write_layer(tmp_path / "layer", case)
     before = dump(db)
 
-    strict = run_in_process("sync", "--strict", BASE, bad_file.parent, db=db)
+    strict = run_cli("sync", "--strict", BASE, bad_file.parent, db=db)
     assert strict.returncode == 1, strict.stderr
     assert_finding(strict.stderr, bad_file, case.line, case.code, "error")
     assert case.says in strict.stderr
     assert "nothing was written" in strict.stderr
     assert dump(db) == before
 
-    lenient = run_in_process("sync", BASE, bad_file.parent, db=db)
+    lenient = run_cli("sync", BASE, bad_file.parent, db=db)
     assert lenient.returncode == case.exit_code, lenient.stderr
     severity = "error" if case.exit_code else "warning"
     assert_finding(lenient.stderr, bad_file, case.line, case.code, severity)
@@ -351,7 +329,7 @@ SOURCE_CASES = [
 def test_an_unusable_source_path_is_named(case: SourceCase, db: Path, tmp_path: Path) -> None:
     source, named = case.setup(tmp_path)
     before = dump(db)
-    result = run_in_process("sync", BASE, source, db=db)
+    result = run_cli("sync", BASE, source, db=db)
     assert result.returncode == 1, result.stderr
     assert_finding(result.stderr, named, None, case.code, "error")
     assert case.reason in result.stderr
@@ -395,7 +373,7 @@ def test_a_bad_run_entry_is_refused_with_its_column(
     case: RunEntryCase, base_db: Path, db: Path
 ) -> None:
     before = dump(db)
-    result = run_in_process("resolve", case.entry, db=db)
+    result = run_cli("resolve", case.entry, db=db)
     assert result.returncode == 1
     assert result.stderr.startswith("error: "), result.stderr
     assert case.message in result.stderr
@@ -445,7 +423,7 @@ def test_a_bad_run_entries_file_is_reported_by_line(
     content = case.content
     conf_path.write_bytes(content.encode() if isinstance(content, str) else content)
     before = dump(db)
-    result = run_in_process("resolve", "--file", conf_path, db=db)
+    result = run_cli("resolve", "--file", conf_path, db=db)
     assert result.returncode == case.exit_code, result.stderr
     assert case.message in result.stderr
     if case.line is not None:
@@ -465,7 +443,7 @@ def test_an_unusable_run_entries_path_is_a_usage_error(
     make: Callable[[Path], Path], message: str, db: Path, tmp_path: Path
 ) -> None:
     path = make(tmp_path)
-    result = run_in_process("resolve", "--file", path, db=db)
+    result = run_cli("resolve", "--file", path, db=db)
     assert result.returncode == 2
     assert message in result.stderr and str(path.name) in result.stderr
 
@@ -476,38 +454,40 @@ SUBPROCESS_SYNC = {"tab-in-indentation", "not-utf8", "byte-order-mark", "name-wi
                    "length-negative", "tokenizer-spec-null"}  # fmt: skip
 
 
+@pytest.mark.slow  # the console command in a fresh process, which the corpus above runs in this one
 @pytest.mark.parametrize(
     "case", [c for c in SYNC_CASES if c.id in SUBPROCESS_SYNC], ids=lambda c: c.id
 )
 def test_representative_cases_through_a_subprocess(case: Case, db: Path, tmp_path: Path) -> None:
     bad_file = write_layer(tmp_path / "layer", case)
     before = dump(db)
-    result = run_cli("sync", "--strict", BASE, bad_file.parent, db=db)
+    result = run_cli_process("sync", "--strict", BASE, bad_file.parent, db=db)
     assert result.returncode == 1
     assert_finding(result.stderr, bad_file, case.line, case.code, "error")
     assert dump(db) == before
-    result = run_cli("sync", BASE, bad_file.parent, db=db)
+    result = run_cli_process("sync", BASE, bad_file.parent, db=db)
     assert result.returncode == case.exit_code
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # the console command in a fresh process
 def test_representative_path_and_run_entry_cases_through_a_subprocess(
     db: Path, tmp_path: Path
 ) -> None:
     before = dump(db)
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
-    result = run_cli("sync", BASE, loop, db=db)
+    result = run_cli_process("sync", BASE, loop, db=db)
     assert result.returncode == 1
     assert_finding(result.stderr, loop, None, "bad-source-dir", "error")
 
-    result = run_cli("resolve", "mmlu:model=text,model=text", db=db)
+    result = run_cli_process("resolve", "mmlu:model=text,model=text", db=db)
     assert result.returncode == 1
     assert "column 17: model= is given twice" in result.stderr
 
     conf_path = tmp_path / "run_specs.conf"
     conf_path.write_text(conf('{description: "mmlu:", priority: 1}'))
-    result = run_cli("resolve", "--file", conf_path, db=db)
+    result = run_cli_process("resolve", "--file", conf_path, db=db)
     assert result.returncode == 1
     assert f"{conf_path}:3: " in result.stderr
     for output in (result.stdout, result.stderr):
@@ -526,7 +506,7 @@ def test_edge_values_that_helm_accepts_are_stored_as_written(db: Path, tmp_path:
         .replace("New", '""')
     )
     (layer / D).write_text(d("4096", str(2**31 - 1), add="    deprecated: false\n")[1])
-    result = run_in_process("sync", BASE, layer, db=db)
+    result = run_cli("sync", BASE, layer, db=db)
     assert result.returncode == 0, result.stderr
     with Catalog.open(db) as catalog:
         model = catalog.model(longest)
@@ -627,12 +607,12 @@ def test_a_bad_cache_directory_is_reported_and_left_as_it_was(
     files_before = tree(tmp_path)
     before = dump(db)
 
-    planned = run_in_process("cache", "plan", cache, db=db)
+    planned = run_cli("cache", "plan", cache, db=db)
     assert planned.returncode == case.plan_exit, planned.stderr
     assert f"error: {tmp_path / named}" in planned.stderr or f"error: {cache}" in planned.stderr
     assert case.message in planned.stderr
 
-    migrated = run_in_process("cache", "migrate", cache, "--out", tmp_path / "out", "-q", db=db)
+    migrated = run_cli("cache", "migrate", cache, "--out", tmp_path / "out", "-q", db=db)
     assert migrated.returncode == 1, migrated.stderr
     assert case.message in migrated.stderr
     after = tree(tmp_path)
@@ -680,7 +660,7 @@ def test_a_bad_aliases_file_is_reported_and_changes_nothing(
     aliases.write_bytes(content.encode() if isinstance(content, str) else content)
     files_before = tree(tmp_path)
     before = dump(db)
-    result = run_in_process("cache", "plan", cache, "--aliases", aliases, db=db)
+    result = run_cli("cache", "plan", cache, "--aliases", aliases, db=db)
     assert result.returncode == case.exit_code, result.stderr
     assert case.message in result.stderr
     if case.exit_code:
@@ -690,15 +670,16 @@ def test_a_bad_aliases_file_is_reported_and_changes_nothing(
     assert dump(db) == before
 
 
+@pytest.mark.slow  # the console command in a fresh process
 def test_representative_cache_cases_through_a_subprocess(db: Path, tmp_path: Path) -> None:
     cache, _ = _add_shard(_without_unnamed_table)(tmp_path)
     files_before = tree(tmp_path)
-    result = run_cli("cache", "migrate", cache, "--out", tmp_path / "out", "-q", db=db)
+    result = run_cli_process("cache", "migrate", cache, "--out", tmp_path / "out", "-q", db=db)
     assert result.returncode == 1
     assert f"{cache / 'beta.sqlite'}: has no 'unnamed' table" in result.stderr
     aliases = tmp_path / "aliases.yaml"
     aliases.write_text("acme-1: acme/alpha-9\n")
-    result = run_cli("cache", "plan", cache, "--aliases", aliases, db=db)
+    result = run_cli_process("cache", "plan", cache, "--aliases", aliases, db=db)
     assert result.returncode == 1
     assert "did you mean 'acme/alpha-1'" in result.stderr
     for output in (result.stdout, result.stderr):

@@ -17,21 +17,19 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
-from io import StringIO
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HELM_CONFIGS, dump, require_shared, run_cli
+from cache_helpers import key, response, state, write_shard
+from conftest import HELM_CONFIGS, dump, require_shared, run_cli, run_cli_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalog import Catalog
 from catalog.db.revisions import HEAD_REVISION
-from tests.cache_helpers import key, response, state, write_shard
 
 # Making faults real ---------------------------------------------------------------------------
 
@@ -86,23 +84,21 @@ class LimitedSpace:
             _unmount(self.directory)
 
     def run(self, *args: str | os.PathLike[str], db: Path) -> subprocess.CompletedProcess[str]:
+        """The command; in a process of its own under a file-size limit (a process's limit)."""
         limit = self.limit
+        if limit is None:
+            return run_cli(*args, db=db)
 
         def limited() -> None:
-            if limit is not None:
-                resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-        return subprocess.run(
-            [sys.executable, "-m", "catalog.cli", "--db", str(db), *map(str, args)],
-            capture_output=True,
-            text=True,
-            preexec_fn=limited,
-            timeout=300,
-        )
+        return run_cli_process(*args, db=db, preexec_fn=limited)
 
 
-@pytest.fixture(params=["file-size-limit", "tmpfs"])
+@pytest.fixture(
+    params=[pytest.param("file-size-limit", marks=pytest.mark.slow), "tmpfs"],
+)
 def limited_space(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LimitedSpace]:
     space = LimitedSpace(tmp_path / "disk", str(request.param))
     try:
@@ -178,21 +174,6 @@ def _digest(directory: Path) -> dict[str, str]:
         for p in sorted(directory.rglob("*"))
         if p.is_file()
     }
-
-
-def cli_in_process(*args: str | os.PathLike[str], db: Path) -> subprocess.CompletedProcess[str]:
-    """The real `catalog` command run in this process: the same code, without the start-up."""
-    from catalog.cli import main
-
-    argv = ["--db", str(db), *map(str, args)]
-    output, errors = StringIO(), StringIO()
-    code = 0
-    with redirect_stdout(output), redirect_stderr(errors):
-        try:
-            main(argv)
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-    return subprocess.CompletedProcess(argv, code, output.getvalue(), errors.getvalue())
 
 
 def _assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -448,7 +429,7 @@ def test_a_corrupt_database_is_a_clear_error_not_a_traceback(
     before = db.read_bytes()
     failures = 0
     for args in COMMANDS:
-        result = cli_in_process(*(a.format(tmp=tmp_path) for a in args), db=db)
+        result = run_cli(*(a.format(tmp=tmp_path) for a in args), db=db)
         assert "Traceback" not in result.stderr, (args, result.stderr)
         if result.returncode != 0:
             _assert_clean_error(result)
@@ -491,7 +472,7 @@ def test_any_damage_to_a_catalog_is_an_error_message_not_a_traceback(
         ["check"],
         ["query", "SELECT * FROM deployment_details"],
     ):
-        result = cli_in_process(*args, db=db)
+        result = run_cli(*args, db=db)
         if result.returncode != 0:
             assert result.returncode == 1, result.stderr
             assert result.stderr.startswith("error: "), result.stderr
@@ -512,12 +493,14 @@ def test_garbage_from_a_damaged_file_is_reported_as_damage_and_a_bug_stays_a_bug
     damaged = tmp_path / "damaged.db"
     real = templates["v0.5.0"].read_bytes()
     damaged.write_bytes(real[:8192] + bytes(4096) + real[12288:])
-    result = cli_in_process("list", "deployments", db=damaged)
+    result = run_cli("list", "deployments", db=damaged)
     _assert_clean_error(result, str(damaged), "damaged", "backup")
     sound = tmp_path / "sound.db"
     shutil.copyfile(templates["v0.5.0"], sound)
-    with pytest.raises(ValueError, match="damaged page"):
-        cli_in_process("list", "deployments", db=sound)
+    bug = run_cli("list", "deployments", db=sound)
+    assert bug.returncode == 1, bug.stderr
+    assert bug.stderr.startswith("Traceback (most recent call last):"), bug.stderr
+    assert bug.stderr.endswith("ValueError: what a damaged page could hand over\n"), bug.stderr
 
 
 # A database from a newer version ----------------------------------------------------------------
@@ -541,7 +524,7 @@ def test_a_database_of_a_newer_schema_is_refused_by_every_command_and_left_alone
     for args in [*COMMANDS, ("cache", "migrate", "{tmp}/cache", "--in-place")]:
         if args == ("db", "current"):
             continue
-        result = cli_in_process(*(a.format(tmp=tmp_path) for a in args), db=db)
+        result = run_cli(*(a.format(tmp=tmp_path) for a in args), db=db)
         _assert_clean_error(result, "0099_from_the_future", "newer model-catalog", HEAD_REVISION)
         assert _digest(directory) == before, args
     _assert_clean_error(run_cli("show", "model", "openai/gpt2", db=db), "newer model-catalog")

@@ -18,37 +18,21 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout, suppress
-from io import StringIO
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import HELM_CONFIGS, dump, require_shared, run_cli
+from cache_helpers import key, raw_entries, response, synced_template, write_raw, write_shard
+from conftest import HELM_CONFIGS, dump, require_shared, run_cli, run_cli_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalog import Catalog, CatalogError, ReadOnlyQueryError
-from tests.cache_helpers import key, raw_entries, response, synced_template, write_raw, write_shard
 
 INJECTION = "x'); DROP TABLE models;--"
 HOSTILE = [INJECTION, '"', "%", "_", "'; DELETE FROM deployments; --", 'a" OR "1"="1', "\\", "%_"]
-
-
-def cli_in_process(*args: str | os.PathLike[str], db: Path) -> subprocess.CompletedProcess[str]:
-    """The real `catalog` command run in this process: the same code, without the start-up."""
-    from catalog.cli import main
-
-    argv = ["--db", str(db), *map(str, args)]
-    output, errors = StringIO(), StringIO()
-    code = 0
-    with redirect_stdout(output), redirect_stderr(errors):
-        try:
-            main(argv)
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-    return subprocess.CompletedProcess(argv, code, output.getvalue(), errors.getvalue())
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> Any:
@@ -195,13 +179,13 @@ def _integrity(db: Path) -> None:
 
 
 def test_hostile_values_are_stored_and_shown_exactly(hostile_db: Path) -> None:
-    model = _ok(cli_in_process("show", "model", "acme/abc", "--json", db=hostile_db))
+    model = _ok(run_cli("show", "model", "acme/abc", "--json", db=hostile_db))
     assert model["display_name"] == INJECTION
     assert model["description"] == "'; DELETE FROM deployments; --"
     assert model["tags"] == ["TEXT_MODEL_TAG", *HOSTILE]
-    deployment = _ok(cli_in_process("show", "deployment", "hxst/abc", "--json", db=hostile_db))
+    deployment = _ok(run_cli("show", "deployment", "hxst/abc", "--json", db=hostile_db))
     assert deployment["client_args"] == CLIENT_ARGS
-    tokenizer = _ok(cli_in_process("show", "tokenizer", "acme/tok", "--json", db=hostile_db))
+    tokenizer = _ok(run_cli("show", "tokenizer", "acme/tok", "--json", db=hostile_db))
     assert tokenizer["args"] == {"path": INJECTION}
     assert tokenizer["end_of_text_token"] == "'); DROP TABLE tokenizers;--"
     _integrity(hostile_db)
@@ -209,7 +193,7 @@ def test_hostile_values_are_stored_and_shown_exactly(hostile_db: Path) -> None:
 
 @pytest.mark.parametrize("tag", HOSTILE)
 def test_list_by_a_hostile_tag_is_a_plain_comparison(hostile_db: Path, tag: str) -> None:
-    rows = _ok(cli_in_process("list", "models", "--tag", tag, "--json", db=hostile_db))
+    rows = _ok(run_cli("list", "models", "--tag", tag, "--json", db=hostile_db))
     expected = [m["name"] for m in MODELS if tag in m["tags"]]
     assert [row["name"] for row in rows] == expected
     _integrity(hostile_db)
@@ -217,7 +201,7 @@ def test_list_by_a_hostile_tag_is_a_plain_comparison(hostile_db: Path, tag: str)
 
 def test_creator_and_host_filters_match_literally(hostile_db: Path) -> None:
     def names(*args: str) -> list[str]:
-        result = cli_in_process("list", *args, "--json", db=hostile_db)
+        result = run_cli("list", *args, "--json", db=hostile_db)
         return [row["name"] for row in _ok(result)]
 
     assert names("models", "--creator", "%") == ["acme/a_c"]
@@ -231,37 +215,37 @@ def test_creator_and_host_filters_match_literally(hostile_db: Path) -> None:
     assert names("deployments", "--host", "h_st") == ["h_st/a_c"]
     assert names("deployments", "--host", "%") == []
     assert names("deployments", "--model", "acme/a_c") == ["h_st/a_c"]
-    _refused(cli_in_process("list", "deployments", "--model", INJECTION, db=hostile_db))
-    _refused(cli_in_process("list", "deployments", "--tokenizer", INJECTION, db=hostile_db))
+    _refused(run_cli("list", "deployments", "--model", INJECTION, db=hostile_db))
+    _refused(run_cli("list", "deployments", "--tokenizer", INJECTION, db=hostile_db))
     _integrity(hostile_db)
 
 
 def test_resolve_pin_explain_and_query_with_hostile_input(hostile_db: Path) -> None:
-    resolved = _ok(cli_in_process("resolve", "model=acme/a_c", "--json", db=hostile_db))
+    resolved = _ok(run_cli("resolve", "model=acme/a_c", "--json", db=hostile_db))
     assert [r["model_deployment"] for r in resolved] == ["h_st/a_c"]
-    _refused(cli_in_process("resolve", f"model={INJECTION}", db=hostile_db))
-    _refused(cli_in_process("resolve", f"model_deployment={INJECTION}", db=hostile_db))
-    text = _ok(cli_in_process("resolve", "model=text", "--json", db=hostile_db))
+    _refused(run_cli("resolve", f"model={INJECTION}", db=hostile_db))
+    _refused(run_cli("resolve", f"model_deployment={INJECTION}", db=hostile_db))
+    text = _ok(run_cli("resolve", "model=text", "--json", db=hostile_db))
     assert [r["model"] for r in text] == [m["name"] for m in MODELS]
 
-    _refused(cli_in_process("pin", INJECTION, "h_st/a_c", db=hostile_db))
-    _refused(cli_in_process("pin", "acme/a_c", INJECTION, db=hostile_db))
-    _refused(cli_in_process("pin", "acme/abc", "h_st/a_c", db=hostile_db))
-    _ok(cli_in_process("pin", "acme/a_c", "h_st/a_c", db=hostile_db))
-    pins = _ok(cli_in_process("pins", "--json", db=hostile_db))
+    _refused(run_cli("pin", INJECTION, "h_st/a_c", db=hostile_db))
+    _refused(run_cli("pin", "acme/a_c", INJECTION, db=hostile_db))
+    _refused(run_cli("pin", "acme/abc", "h_st/a_c", db=hostile_db))
+    _ok(run_cli("pin", "acme/a_c", "h_st/a_c", db=hostile_db))
+    pins = _ok(run_cli("pins", "--json", db=hostile_db))
     assert [(p["model_name"], p["deployment_name"]) for p in pins] == [("acme/a_c", "h_st/a_c")]
-    _refused(cli_in_process("unpin", INJECTION, db=hostile_db))
-    _refused(cli_in_process("settings", "set", "policy", INJECTION, db=hostile_db))
-    _refused(cli_in_process("settings", "set", INJECTION, "first", db=hostile_db))
+    _refused(run_cli("unpin", INJECTION, db=hostile_db))
+    _refused(run_cli("settings", "set", "policy", INJECTION, db=hostile_db))
+    _refused(run_cli("settings", "set", INJECTION, "first", db=hostile_db))
 
-    explained = cli_in_process("explain", "acme/abc", db=hostile_db)
+    explained = run_cli("explain", "acme/abc", db=hostile_db)
     assert explained.returncode == 0 and "hxst/abc" in explained.stdout
-    _refused(cli_in_process("explain", INJECTION, db=hostile_db))
-    _refused(cli_in_process("show", "model", INJECTION, db=hostile_db))
+    _refused(run_cli("explain", INJECTION, db=hostile_db))
+    _refused(run_cli("show", "model", INJECTION, db=hostile_db))
 
     for value in HOSTILE:
         rows = _ok(
-            cli_in_process(
+            run_cli(
                 "query",
                 "SELECT name FROM models WHERE display_name = ? OR creator_organization_name = ?",
                 "--param",
@@ -304,7 +288,7 @@ def _values(db: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_check_and_export_round_trip_hostile_values(hostile_db: Path, tmp_path: Path) -> None:
-    assert cli_in_process("check", db=hostile_db).returncode == 0
+    assert run_cli("check", db=hostile_db).returncode == 0
     exported = tmp_path / "exported"
     _ok(run_cli("export", exported, db=hostile_db))
     again = tmp_path / "again.db"
@@ -460,7 +444,7 @@ def test_cache_keys_holding_sql_move_byte_for_byte(hostile_db: Path, tmp_path: P
     assert {key(model="acme/a_c", prompt=v) for v in HOSTILE} <= set(layout["h_st.sqlite"])
     # A model string equal to a client argument of acme/abc's deployment routes there.
     assert key(model=INJECTION, prompt="unrouted") in layout["hxst.sqlite"]
-    _ok(cli_in_process("cache", "migrate", cache, "--in-place", "--prune", "-q", db=hostile_db))
+    _ok(run_cli("cache", "migrate", cache, "--in-place", "--prune", "-q", db=hostile_db))
     for name, found in layout.items():
         assert raw_entries(cache / name) == found
 
@@ -499,7 +483,7 @@ def test_a_hostile_host_never_names_a_file(
     write_shard(cache, "evil", {key(model="evil/m", prompt="p"): response("m")})
     before = _files(root)
     args = ["--in-place"] if mode == "in-place" else ["--out", str(root / "deep" / "out")]
-    result = cli_in_process("cache", "migrate", cache, *args, "--json", db=db)
+    result = run_cli("cache", "migrate", cache, *args, "--json", db=db)
     report = json.loads(result.stdout)
     (shard,) = report["shards"]
     assert shard["unrouted"] == 1
@@ -555,7 +539,7 @@ def test_a_symbolic_link_in_the_cache_never_leads_a_write_outside(
     (directory / name).symlink_to(outside / target)
     before = _files(outside)
     args = ["--in-place", "--prune"] if mode == "in-place" else ["--out", str(out)]
-    result = cli_in_process("cache", "migrate", cache, *args, "-q", db=cache_and_outside["db"])
+    result = run_cli("cache", "migrate", cache, *args, "-q", db=cache_and_outside["db"])
     assert _files(outside) == before
     assert not (outside / "created-by-sqlite").exists()
     if link in ("temporary-file", "backup-name"):
@@ -573,15 +557,11 @@ def test_an_output_directory_that_is_a_link_to_the_cache_is_refused(
     before = _files(cache)
     link = tmp_path / "link-to-cache"
     link.symlink_to(cache)
-    stderr = _refused(
-        cli_in_process("cache", "migrate", cache, "--out", link, db=cache_and_outside["db"])
-    )
+    stderr = _refused(run_cli("cache", "migrate", cache, "--out", link, db=cache_and_outside["db"]))
     assert "use --in-place" in stderr
     dangling = tmp_path / "dangling"
     dangling.symlink_to(tmp_path / "nowhere" / "out")
-    _refused(
-        cli_in_process("cache", "migrate", cache, "--out", dangling, db=cache_and_outside["db"])
-    )
+    _refused(run_cli("cache", "migrate", cache, "--out", dangling, db=cache_and_outside["db"]))
     assert not (tmp_path / "nowhere").exists()
     assert _files(cache) == before
 
@@ -595,7 +575,7 @@ def test_an_output_directory_through_a_link_gets_the_files_and_nothing_else_does
     link = tmp_path / "out-link"
     link.symlink_to(real)
     before = {p.name for p in tmp_path.iterdir()}
-    _ok(cli_in_process("cache", "migrate", cache, "--out", link, "-q", db=cache_and_outside["db"]))
+    _ok(run_cli("cache", "migrate", cache, "--out", link, "-q", db=cache_and_outside["db"]))
     assert {p.name for p in tmp_path.iterdir()} == before
     assert sorted(p.name for p in real.iterdir()) == [
         "huggingface.sqlite",
@@ -636,6 +616,7 @@ class _Trap:
         return (open, (self.path, "w"))
 
 
+@pytest.mark.slow  # pickle is disabled in a fresh interpreter before catalog is imported
 def test_values_whose_unpickling_would_run_code_are_never_unpickled(
     v0512_template: Path, tmp_path: Path
 ) -> None:
@@ -719,6 +700,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("evil"))))
 """
 
 
+@pytest.mark.slow  # fresh interpreters with the trap modules importable: nothing may import them
 def test_class_names_are_stored_and_never_imported(tmp_path: Path) -> None:
     modules = tmp_path / "modules"
     (modules / "evilpackage").mkdir(parents=True)
@@ -759,10 +741,7 @@ def test_class_names_are_stored_and_never_imported(tmp_path: Path) -> None:
     configs = write_catalog(tmp_path / "configs", MODELS[:1], deployments, tokenizers)
     cache = tmp_path / "cache"
     write_shard(cache, "acme", {key(model="acme/abc", prompt="p"): response("p")})
-    environment = {
-        **os.environ,
-        "PYTHONPATH": f"{modules}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-    }
+    pythonpath = {"PYTHONPATH": f"{modules}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     db = tmp_path / "catalog.db"
     everything = subprocess.run(
         [
@@ -776,7 +755,7 @@ def test_class_names_are_stored_and_never_imported(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        env=environment,
+        env={**os.environ, **pythonpath},
         timeout=300,
     )
     assert everything.returncode == 0, everything.stderr
@@ -790,13 +769,7 @@ def test_class_names_are_stored_and_never_imported(tmp_path: Path) -> None:
         ["export", tmp_path / "out2"],
         ["cache", "migrate", cache, "--out", tmp_path / "out3"],
     ):
-        result = subprocess.run(
-            [sys.executable, "-m", "catalog.cli", "--db", str(db), *map(str, args)],
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=300,
-        )
+        result = run_cli_process(*args, db=db, env=pythonpath)
         assert "Traceback" not in result.stderr, result.stderr
     assert list(markers.iterdir()) == []
     with Catalog.open(db) as catalog:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, dump, run_cli
+from conftest import FIXTURES, dump, run_cli, run_cli_process
 
 from catalog.errors import HelmNotInstalledError
 from catalog.sync import sources as sources
@@ -23,17 +22,8 @@ DIAGNOSTIC_KEYS = {"file", "line", "code", "message"}
 
 
 def sync_json(*args: str | Path, db: Path, env: dict[str, str] | None = None) -> tuple[int, Any]:
-    result = run_with_env(["sync", "--json", *args], db=db, env=env)
+    result = run_cli("sync", "--json", *args, db=db, env=env)
     return result.returncode, json.loads(result.stdout)
-
-
-def run_with_env(args: list[str | Path], db: Path, env: dict[str, str] | None = None) -> Any:
-    if env is None:
-        return run_cli(*args, db=db)
-    command = [sys.executable, "-m", "catalog.cli", "--db", str(db), *map(str, args)]
-    return subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, **env}, timeout=300
-    )
 
 
 def assert_documented_shape(report: dict[str, Any]) -> None:
@@ -142,16 +132,9 @@ def test_sqlalchemy_url_and_environment_variable_name_the_database(tmp_path: Pat
     database = tmp_path / "via-url.db"
     result = run_cli("--db", f"sqlite:///{database}", "sync", BASE)
     assert result.returncode == 0, result.stderr
-    env_result = run_with_env(["sync", BASE], db=database, env={"CATALOG_DB": "ignored.db"})
+    env_result = run_cli("sync", BASE, db=database, env={"CATALOG_DB": "ignored.db"})
     assert "up to date" in env_result.stdout
-    from_env = subprocess.run(
-        [sys.executable, "-m", "catalog.cli", "sync", str(BASE)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CATALOG_DB": str(database)},
-        cwd=tmp_path,
-        timeout=300,
-    )
+    from_env = run_cli("sync", BASE, env={"CATALOG_DB": str(database)}, cwd=tmp_path)
     assert "up to date" in from_env.stdout
     assert not (tmp_path / "catalog.db").exists()
 
@@ -206,6 +189,7 @@ def test_helm_configs_are_found_without_importing_helm(
     assert sources.source_dirs([PRIVATE], helm=True) == [config, PRIVATE]
 
 
+@pytest.mark.slow  # crfm-helm is found on the PYTHONPATH of a fresh interpreter
 def test_helm_layer_comes_first_and_a_private_layer_overrides_it(
     tmp_path: Path, db_path: Path
 ) -> None:
@@ -213,10 +197,8 @@ def test_helm_layer_comes_first_and_a_private_layer_overrides_it(
     pythonpath = os.pathsep.join(
         filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")])
     )
-    result = run_with_env(
-        ["sync", "--json", "--strict", "--helm", PRIVATE],
-        db=db_path,
-        env={"PYTHONPATH": pythonpath},
+    result = run_cli_process(
+        "sync", "--json", "--strict", "--helm", PRIVATE, db=db_path, env={"PYTHONPATH": pythonpath}
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
