@@ -10,7 +10,8 @@ changes in `default_change_log`. A catalog upgraded to this revision starts its 
 `baseline` event at its current state. `shadowed_deployments` keeps the earlier copies of a
 deployment defined again by a later layer, which HELM's own list still holds, and
 `syncs.row_counts` what a sync left in each table, so that a later sync can tell a catalog
-edited around it from one it wrote.
+edited around it from one it wrote; `syncs.helm_version` the crfm-helm whose configs a sync
+read with --helm.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def upgrade() -> None:
     # Rebuilt rather than ALTERed, so its DDL reads as a new catalog's does.
     with op.batch_alter_table("syncs", schema=None, recreate="always") as batch_op:
         batch_op.add_column(sa.Column("row_counts", sa.JSON(none_as_null=True), nullable=True))
+        batch_op.add_column(sa.Column("helm_version", sa.String(length=32), nullable=True))
     events = op.create_table(
         "events",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -164,4 +166,5 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_events_occurred_at"))
     op.drop_table("events")
     with op.batch_alter_table("syncs", schema=None) as batch_op:
+        batch_op.drop_column("helm_version")
         batch_op.drop_column("row_counts")

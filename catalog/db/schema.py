@@ -331,6 +331,9 @@ class SyncInfo(Record):
         ColumnType.JSON,
         "Rows it left in each table: a later sync tells a catalog edited around it by them.",
     )
+    helm_version: str | None = column(
+        ColumnType.STRING, "The crfm-helm whose configs it read (sync --helm).", length=32
+    )
 
 
 @dataclass(frozen=True)
