@@ -20,7 +20,14 @@ from catalog.db.readonly import run_readonly_query
 from catalog.errors import DatabaseError, ReadOnlyQueryError
 
 MINI = FIXTURES / "read" / "mini"
-VIEWS = {"deployment_details", "model_tag_list", "model_default_deployments", "cache_shards"}
+VIEWS = {
+    "deployment_details",
+    "model_tag_list",
+    "model_default_deployments",
+    "cache_shards",
+    "changes",
+    "default_changes",
+}
 
 
 @pytest.fixture(scope="module")

@@ -171,8 +171,12 @@ class Snapshot:
         self._plans: dict[tuple[str, str, bool], list[PlannedRun]] = {}
 
     @classmethod
-    def read(cls, connection: CatalogConnection) -> Snapshot:
-        """Four indexed reads in one read transaction, so a sync cannot land between them."""
+    def read(cls, connection: CatalogConnection, *, lenient: bool = False) -> Snapshot:
+        """Four indexed reads in one read transaction, so a sync cannot land between them.
+
+        A deployment or pin that refers to a missing row (a catalog edited around the tool) is
+        an error, or, when `lenient` (a sync about to rewrite the catalog), left out.
+        """
         with connection.read():
             version = connection.data_version()
             models: dict[str, list[_Candidate]] = {
@@ -185,6 +189,8 @@ class Snapshot:
                 deployment = _Candidate(name, model, host, bool(deprecated), position, first)
                 served = models.get(model)
                 if served is None:
+                    if lenient:
+                        continue
                     raise _damaged(f"deployment {name!r} refers to model {model!r}")
                 served.append(deployment)
                 by_name[name] = deployment
@@ -194,11 +200,27 @@ class Snapshot:
             row = connection.execute(
                 "SELECT value FROM settings WHERE key = ?", (POLICY_SETTING,)
             ).fetchone()
-        for model, pinned in pins.items():
+        for model, pinned in list(pins.items()):
             if model not in models or pinned not in by_name:
+                if lenient:
+                    del pins[model]
+                    continue
                 missing = f"model {model!r}" if model not in models else f"deployment {pinned!r}"
                 raise _damaged(f"the pin of {model!r} refers to {missing}")
         return cls(version, models, by_name, pins, None if row is None else str(row[0]))
+
+    def defaults(self) -> dict[str, dict[str, str | None]]:
+        """Every model's default under `first`, `last`, and the policy in force with pins
+        applied (`in_force`): what history compares before and after an event."""
+        in_force = self.policy_and_source(None)[0]
+        first: dict[str, str | None] = {}
+        last: dict[str, str | None] = {}
+        chosen: dict[str, str | None] = {}
+        for model in self.models:
+            first[model] = self.choose(model, "first", False)[0]
+            last[model] = self.choose(model, "last", False)[0]
+            chosen[model] = self.default(model, in_force, False)[0]
+        return {"first": first, "last": last, "in_force": chosen}
 
     def by_first_position(self, model: str) -> list[_Candidate]:
         ordered = self._by_first.get(model)

@@ -6,20 +6,38 @@ interleaving, and its checks run inside it: a deployment cannot vanish between c
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from catalog.db import rows
 from catalog.db.schema import PINS, PinInfo
 from catalog.errors import PinError
+from catalog.history.recorder import recorded_event
 from catalog.query.lookups import require_deployment, require_model
+from catalog.resolve.engine import Snapshot
 
 if TYPE_CHECKING:
     from catalog.db.connection import CatalogConnection
 
 
+def _pin_values(connection: CatalogConnection, model: str) -> dict[str, dict[str, Any]]:
+    row = connection.execute(
+        "SELECT deployment_name, pinned_at FROM pins WHERE model_name = ?", (model,)
+    ).fetchone()
+    if row is None:
+        return {}
+    return {model: {"deployment_name": row[0], "pinned_at": row[1]}}
+
+
+def _history(connection: CatalogConnection, kind: str, summary: str) -> Any:
+    return recorded_event(connection, kind, summary, lambda: Snapshot.read(connection).defaults())
+
+
 def pin(connection: CatalogConnection, model: str, deployment: str) -> PinInfo:
     """Make `deployment` the default of `model`, whatever the policy; replaces an older pin."""
-    with connection.write("the pin"):
+    with (
+        connection.write("the pin"),
+        _history(connection, "pin", f"pin {model} to {deployment}") as recorder,
+    ):
         require_model(connection, model)
         served = require_deployment(connection, deployment).model_name
         if served != model:
@@ -36,21 +54,28 @@ def pin(connection: CatalogConnection, model: str, deployment: str) -> PinInfo:
                 + choices
             )
         pinned_at = rows.now_text()
+        before = _pin_values(connection, model)
         connection.execute(
             "INSERT INTO pins (model_name, deployment_name, pinned_at) VALUES (?, ?, ?) "
             "ON CONFLICT (model_name) DO UPDATE SET "
             "deployment_name = excluded.deployment_name, pinned_at = excluded.pinned_at",
             (model, deployment, pinned_at),
         )
+        recorder.rows("pins", before, _pin_values(connection, model))
     return PinInfo(model, deployment, pinned_at)
 
 
 def unpin(connection: CatalogConnection, model: str) -> bool:
     """Remove the pin of `model`; False if it had none (an unknown model is an error)."""
-    with connection.write("the unpin"):
+    with (
+        connection.write("the unpin"),
+        _history(connection, "unpin", f"unpin {model}") as recorder,
+    ):
         require_model(connection, model)
-        cursor = connection.execute("DELETE FROM pins WHERE model_name = ?", (model,))
-        return cursor.rowcount > 0
+        before = _pin_values(connection, model)
+        connection.execute("DELETE FROM pins WHERE model_name = ?", (model,))
+        recorder.rows("pins", before, {})
+    return bool(before)
 
 
 def list_pins(connection: CatalogConnection) -> list[PinInfo]:

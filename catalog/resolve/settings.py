@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from catalog.errors import SettingError, suggest
+from catalog.history.recorder import recorded_event
 from catalog.resolve import policies
+from catalog.resolve.engine import Snapshot
 
 if TYPE_CHECKING:
     from catalog.db.connection import CatalogConnection
@@ -52,12 +54,27 @@ def set_setting(connection: CatalogConnection, key: str, value: str) -> None:
             f"{value!r} is not a valid value of setting {key!r}; choose one of "
             f"{', '.join(spec.choices)}"
         )
-    with connection.write("the setting"):
+    with (
+        connection.write("the setting"),
+        recorded_event(
+            connection,
+            "setting",
+            f"set {key} = {value}",
+            lambda: Snapshot.read(connection).defaults(),
+        ) as recorder,
+    ):
+        before = _stored(connection, key)
         connection.execute(
             "INSERT INTO settings (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+        recorder.rows("settings", before, _stored(connection, key))
+
+
+def _stored(connection: CatalogConnection, key: str) -> dict[str, dict[str, Any]]:
+    row = connection.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    return {} if row is None else {key: {"value": row[0]}}
 
 
 def _spec(key: str) -> SettingSpec:

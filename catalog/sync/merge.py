@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from catalog.db.rows import content_of
-from catalog.db.schema import DeploymentInfo, ModelInfo, TokenizerInfo
+from catalog.db.schema import DeploymentInfo, ModelInfo, ShadowedDeployment, TokenizerInfo
 from catalog.errors import Finding, Severity
 from catalog.names import split_name
 from catalog.sync.sources import TOP_LEVEL_KEYS, SourceFile
@@ -50,6 +50,8 @@ class MergedCatalog:
     models: dict[str, ModelInfo] = field(default_factory=dict)
     tokenizers: dict[str, TokenizerInfo] = field(default_factory=dict)
     deployments: dict[str, DeploymentInfo] = field(default_factory=dict)
+    shadowed: dict[int, ShadowedDeployment] = field(default_factory=dict)
+    """Earlier copies of deployments defined again later, by position: HELM's list keeps them."""
     warnings: list[Finding] = field(default_factory=list)
 
     @property
@@ -74,6 +76,18 @@ def merge_sources(
     for name, (tokenizer, first, _last) in tokenizers.items():
         merged.tokenizers[name] = replace(tokenizer, position=first)
     deployments = _merge_kind(entries["deployments"], "deployment", diagnostics)
+    won = {last for _record, _first, last in deployments.values()}
+    for position, entry in enumerate(entries["deployments"]):
+        if position not in won:
+            copy: DeploymentInfo = entry.record
+            merged.shadowed[position] = ShadowedDeployment(
+                position=position,
+                name=copy.name,
+                model_name=copy.model_name,
+                deprecated=copy.deprecated,
+                source_file=copy.source_file,
+                source_line=copy.source_line,
+            )
     next_model_position = len(entries["models"])
     next_tokenizer_position = len(entries["tokenizers"])
     for deployment, first, last in sorted(deployments.values(), key=lambda won: won[2]):

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from catalog import __version__
 from catalog.errors import Finding, HelmNotInstalledError, Severity, SourceError
+from catalog.history.recorder import recorded_event
+from catalog.resolve.engine import Snapshot
 from catalog.sync import writer
 from catalog.sync.merge import merge_sources
 from catalog.sync.report import SyncReport
@@ -70,10 +72,21 @@ def sync(
         raise report.failure()
 
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    with connection.write("the sync", commit=not dry_run):
-        writer.apply(connection, merged, report, strict=strict)
+    summary = f"sync of {len(files)} file{'s' if len(files) != 1 else ''}"
+    with (
+        connection.write("the sync", commit=not dry_run),
+        recorded_event(
+            connection,
+            "sync",
+            summary,
+            lambda: Snapshot.read(connection, lenient=True).defaults(),
+            record=not dry_run,
+        ) as recorder,
+    ):
+        writer.apply(connection, merged, report, recorder, strict=strict)
         if not dry_run:
-            writer.record_sync(connection, files, report, started, forced=force)
+            recorder.sync_id = writer.record_sync(connection, files, report, started, forced=force)
+    report.changes = recorder.changes
     return report
 
 

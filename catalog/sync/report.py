@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from catalog.errors import Finding, SyncError
+from catalog.history.changes import ChangeSet
 
 COUNTED_TABLES = ("models", "deployments", "tokenizers", "tags")
 
@@ -27,6 +28,8 @@ class SyncReport:
     dry_run: bool = False
     sources: list[str] = field(default_factory=list)
     pins_dropped: list[str] = field(default_factory=list)
+    changes: ChangeSet = field(default_factory=ChangeSet)
+    """Entries by name and the default changes per policy (empty when nothing was compared)."""
 
     @property
     def changed_anything(self) -> bool:
@@ -44,6 +47,7 @@ class SyncReport:
             "dry_run": self.dry_run,
             "sources": list(self.sources),
             "pins_dropped": list(self.pins_dropped),
+            **self.changes.to_json_under("names"),
         }
 
     def failure(self) -> SyncError:

@@ -20,6 +20,7 @@ from catalog.db.schema import (
     MODELS,
     PINS,
     PLACE_COLUMNS,
+    SHADOWED_DEPLOYMENTS,
     SYNC_SOURCES,
     SYNCS,
     TAGS,
@@ -27,6 +28,10 @@ from catalog.db.schema import (
     Table,
 )
 from catalog.errors import Finding, Severity, SyncError
+from catalog.history.changes import compare_table
+from catalog.history.recorder import EventRecorder
+
+SYNCED_TABLES = (MODELS, TAGS, MODEL_TAGS, TOKENIZERS, DEPLOYMENTS, SHADOWED_DEPLOYMENTS)
 
 if TYPE_CHECKING:
     from catalog.db.connection import CatalogConnection
@@ -41,6 +46,8 @@ class TableDiff:
     """Keys to add, update (content or place), and remove; `changed` are content changes."""
 
     def __init__(self, existing: Mapping[Any, Values], wanted: Mapping[Any, Values]) -> None:
+        self.existing = existing
+        self.wanted = wanted
         self.added = [key for key in wanted if key not in existing]
         self.removed = [key for key in existing if key not in wanted]
         self.changed: list[Any] = []
@@ -105,10 +112,12 @@ def apply(
     connection: CatalogConnection,
     merged: MergedCatalog,
     report: SyncReport,
+    recorder: EventRecorder,
     *,
     strict: bool = False,
 ) -> None:
-    """Make the tables hold exactly `merged`; fill the counts of `report`."""
+    """Make the tables hold exactly `merged`; fill the counts of `report`, and tell `recorder`
+    every entry before and after."""
     wanted_models = _wanted(MODELS, merged.models.values())
     wanted_deployments = _wanted(DEPLOYMENTS, merged.deployments.values())
     wanted_tokenizers = _wanted(TOKENIZERS, merged.tokenizers.values())
@@ -124,6 +133,7 @@ def apply(
         if old_tag_lists.get(name, []) != list(model.tags)
     ]
     changed_models = set(model_diff.changed) | {m for m in retagged if m not in model_diff.added}
+    _tell(recorder, model_diff, deployment_diff, tokenizer_diff, old_tag_lists, merged)
 
     _drop_broken_pins(connection, merged, report, strict=strict)
 
@@ -149,6 +159,7 @@ def apply(
     _delete(connection, MODELS, model_diff.removed)
     _delete(connection, TOKENIZERS, tokenizer_diff.removed)
     _delete(connection, TAGS, tag_diff.removed)
+    _write_shadowed(connection, merged)
 
     report.added = _counts(
         model_diff.added, deployment_diff.added, tokenizer_diff.added, tag_diff.added
@@ -162,6 +173,48 @@ def apply(
     report.removed = _counts(
         model_diff.removed, deployment_diff.removed, tokenizer_diff.removed, tag_diff.removed
     )
+
+
+def _tell(
+    recorder: EventRecorder,
+    models: TableDiff,
+    deployments: TableDiff,
+    tokenizers: TableDiff,
+    old_tag_lists: dict[str, list[str]],
+    merged: MergedCatalog,
+) -> None:
+    """Each entry before and after, as history and the report see them (a model with its tags)."""
+    old_models = {
+        name: {**values, "tags": old_tag_lists.get(name, [])}
+        for name, values in models.existing.items()
+    }
+    new_models = {
+        name: {**values, "tags": list(merged.models[name].tags)}
+        for name, values in models.wanted.items()
+    }
+    for table, before, after in (
+        ("models", old_models, new_models),
+        ("deployments", deployments.existing, deployments.wanted),
+        ("tokenizers", tokenizers.existing, tokenizers.wanted),
+    ):
+        recorder.rows(table, before, after)
+        compare_table(recorder.changes, table, before, after)
+
+
+def _write_shadowed(connection: CatalogConnection, merged: MergedCatalog) -> None:
+    """The earlier copies of redefined deployments, kept as HELM's list keeps them."""
+    table = SHADOWED_DEPLOYMENTS
+    diff = TableDiff(_existing(connection, table), _wanted(table, merged.shadowed.values()))
+    _delete(connection, table, diff.removed + diff.updated)
+    _insert(connection, table, [diff.wanted[k] for k in diff.added + diff.updated])
+
+
+def row_counts(connection: CatalogConnection) -> dict[str, int]:
+    """How many rows each table a sync writes holds: a later sync compares them."""
+    return {
+        table.name: int(connection.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
+        for table in SYNCED_TABLES
+    }
 
 
 def _delete_links(connection: CatalogConnection, models: list[str]) -> None:
@@ -220,6 +273,7 @@ def record_sync(
     started: dt.datetime,
     *,
     forced: bool,
+    helm_version: str | None = None,
 ) -> int:
     """Remember what was read (paths and sha256) so that an unchanged re-sync can be skipped."""
     values = {
@@ -231,6 +285,8 @@ def record_sync(
         "changed": report.changed,
         "removed": report.removed,
         "warning_count": len(report.warnings),
+        "row_counts": row_counts(connection),
+        "helm_version": helm_version,
     }
     columns = [c for c in SYNCS.columns if c.name in values]
     sync_id = int(
