@@ -240,21 +240,21 @@ def dump(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def pr1903_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.cache_helpers import synced_template
+    from cache_helpers import synced_template
 
     return synced_template(tmp_path_factory, "2023-11-17-pr1903")
 
 
 @pytest.fixture(scope="module")
 def v0512_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.cache_helpers import synced_template
+    from cache_helpers import synced_template
 
     return synced_template(tmp_path_factory, "v0.5.12")
 
 
 @pytest.fixture
 def pr1903(pr1903_template: Path, tmp_path: Path) -> Iterator[Catalog]:
-    from tests.cache_helpers import synced_copy
+    from cache_helpers import synced_copy
 
     with synced_copy(pr1903_template, tmp_path / "catalog.db") as copied:
         yield copied
@@ -262,7 +262,7 @@ def pr1903(pr1903_template: Path, tmp_path: Path) -> Iterator[Catalog]:
 
 @pytest.fixture
 def v0512(v0512_template: Path, tmp_path: Path) -> Iterator[Catalog]:
-    from tests.cache_helpers import synced_copy
+    from cache_helpers import synced_copy
 
     with synced_copy(v0512_template, tmp_path / "catalog.db") as copied:
         yield copied

@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-
-from tests.cache_helpers import (
+from cache_helpers import (
     file_bytes,
     key,
     read_shard,
@@ -21,6 +19,7 @@ from tests.cache_helpers import (
     synced_template,
     write_shard,
 )
+from conftest import run_cli
 
 META = {key(model="meta/llama-7b", prompt=str(n)): response(str(n)) for n in range(3)}
 OPENAI = {
@@ -183,6 +182,7 @@ def _run_with_terminal_stderr(db: Path, *arguments: str | Path) -> tuple[int, st
     return process.wait(timeout=120), seen.decode(errors="replace")
 
 
+@pytest.mark.slow  # a child process whose stderr is a pseudo-terminal
 def test_a_progress_bar_on_a_terminal_only(db: Path, cache: Path, tmp_path: Path) -> None:
     code, terminal = _run_with_terminal_stderr(
         db, "cache", "migrate", cache, "--out", tmp_path / "a"

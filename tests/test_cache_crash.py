@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cache_helpers import key, state, synced_template, write_raw
 
 from catalog import Catalog
-from tests.cache_helpers import key, state, synced_template, write_raw
+
+# Every case kills a child process with SIGKILL (the reference runs are the same child).
+pytestmark = pytest.mark.slow
 
 CHILD = r"""
 import importlib, json, os, signal, sys, time

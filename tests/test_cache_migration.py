@@ -12,12 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from sqlitedict import SqliteDict
-
-from catalog import CacheMigrationError, Catalog, SettingError
-from tests.cache_helpers import (
+from cache_helpers import (
     file_bytes,
     key,
     legacy_cache,
@@ -30,6 +25,11 @@ from tests.cache_helpers import (
     write_raw,
     write_shard,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlitedict import SqliteDict
+
+from catalog import CacheMigrationError, Catalog, SettingError
 
 META = {
     key(model="meta/llama-7b", prompt="a", temperature=0.0): response("a"),
@@ -509,6 +509,7 @@ def test_relative_paths_work(pr1903: Catalog, cache: Path, monkeypatch: pytest.M
     assert report.ok and (cache.parent / "out-relative" / "together.sqlite").exists()
 
 
+@pytest.mark.slow  # what a fresh interpreter imports
 def test_the_migration_modules_import_neither_sqlalchemy_nor_yaml_nor_click() -> None:
     code = (
         "import sys, catalog.cache.migrate, catalog.cache.routing, catalog.cache.store; "

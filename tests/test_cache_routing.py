@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cache_helpers import key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,6 @@ from catalog.cache.routing import (
 )
 from catalog.cache.sqlite_store import shard_name_problem
 from catalog.errors import CacheMigrationError, SettingError
-from tests.cache_helpers import key
 
 
 def deployment_names(name: str, model: str, args: dict[str, Any] | None = None) -> DeploymentNames:

@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from conftest import REPO_ROOT, run_cli
 
 from catalog.cli import cli
-from tests.conftest import REPO_ROOT, run_cli
 
 
 def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -73,6 +73,7 @@ def _require_tool(name: str) -> str:
     return found
 
 
+@pytest.mark.slow  # the real sqlite3 shell
 def test_the_stock_sqlite3_shell_reads_the_catalog_and_enforces_foreign_keys(
     tmp_path: Path,
 ) -> None:
@@ -103,6 +104,7 @@ def test_the_stock_sqlite3_shell_reads_the_catalog_and_enforces_foreign_keys(
     assert "FOREIGN KEY constraint failed" in insert.stderr
 
 
+@pytest.mark.slow  # the real sqlite-utils command
 def test_the_sqlite_utils_cli_reads_the_catalog(tmp_path: Path) -> None:
     tool = _require_tool("sqlite-utils")
     db = _synced(tmp_path)

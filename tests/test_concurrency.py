@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cache_helpers import key, response, write_shard
 from conftest import HELM_CONFIGS, dump, require_shared
 
 from catalog import Catalog
-from tests.cache_helpers import key, response, write_shard
+
+# Every worker is a process of its own: what is under test is processes sharing one database.
+pytestmark = pytest.mark.slow
 
 READERS = 8
 SYNCS = 6

@@ -205,6 +205,7 @@ def test_engine_writes_to_the_file_named_even_with_url_characters(tmp_path: Path
         connection.close()
 
 
+@pytest.mark.slow  # what a fresh interpreter imports
 def test_opening_an_existing_catalog_loads_no_write_machinery(synced: Catalog) -> None:
     """Reads stay on the standard library: no SQLAlchemy, Alembic, PyYAML or click."""
     script = (

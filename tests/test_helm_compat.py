@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import HELM_CONFIGS, require_shared
+from helm_yaml import synced_catalog
 
 from catalog import Catalog, helm_compat
-from tests.conftest import HELM_CONFIGS, require_shared
-from tests.helm_yaml import synced_catalog
 
 PLACEHOLDER_TAGS = ["TEXT_MODEL_TAG", "FULL_FUNCTIONALITY_TEXT_MODEL_TAG"]
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -276,6 +276,7 @@ def test_default_deployment_of_every_name(
         catalog.set_setting("policy", "first")
 
 
+@pytest.mark.slow  # the first call in a fresh process opens CATALOG_DB (then kept per process)
 def test_default_opens_the_default_catalog(tmp_path: Path) -> None:
     source = require_shared(HELM_CONFIGS / "2023-11-17-pr1903")
     catalog = synced_catalog(tmp_path, source)

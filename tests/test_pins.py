@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import dump, run_cli
+from helm_yaml import deployment, model, synced_catalog, write_sources
 
 from catalog import Catalog
 from catalog.db.schema import PinInfo
 from catalog.errors import PinError, SettingError, UnknownDeploymentError, UnknownModelError
-from tests.conftest import dump, run_cli
-from tests.helm_yaml import deployment, model, synced_catalog, write_sources
 
 MODELS = [model("meta/llama"), model("openai/gpt2")]
 DEPLOYMENTS = [

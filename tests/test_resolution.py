@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import HELM_CONFIGS, require_shared, run_cli
+from helm_yaml import deployment, model, synced_catalog, write_sources
 
 from catalog import Catalog
 from catalog.errors import (
@@ -20,8 +22,6 @@ from catalog.errors import (
     UnknownModelError,
 )
 from catalog.resolve.engine import Resolution
-from tests.conftest import HELM_CONFIGS, require_shared, run_cli
-from tests.helm_yaml import deployment, model, synced_catalog, write_sources
 
 TEXT = "TEXT_MODEL_TAG"
 VLM = "VISION_LANGUAGE_MODEL_TAG"
@@ -395,6 +395,7 @@ def test_cli_explain(small: Catalog) -> None:
     assert [d["name"] for d in as_json["deployments"]] == ["a/same", "y/same"]
 
 
+@pytest.mark.slow  # what a fresh interpreter imports
 def test_reading_never_imports_the_write_stack(small: Catalog) -> None:
     code = (
         "import sys, catalog\n"

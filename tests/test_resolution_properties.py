@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helm_yaml import deployment, model, synced_catalog, write_sources
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from catalog import Catalog
 from catalog.errors import CatalogError
-from tests.helm_yaml import deployment, model, synced_catalog, write_sources
 
 MODEL_NAMES = [f"m/{i}" for i in range(5)]
 HOST_NAMES = [f"h{j}/x{k}" for j in range(3) for k in range(3)]

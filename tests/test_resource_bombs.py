@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, dump
+from conftest import FIXTURES, dump, run_cli
 
 from catalog import Catalog
 
@@ -112,6 +112,7 @@ def laughs(levels: int, *, mappings: bool) -> str:
     return MODEL + "    tags:\n" + "\n".join(lines).replace("    lol", "      lol") + "\n"
 
 
+@pytest.mark.slow  # peak memory of a child process (getrusage of the wrapper's children)
 @pytest.mark.parametrize(
     ("mappings", "line"),
     # Level n holds about 1.1 * 10**(n+1) nodes (1.2 * 10**(n+1) for the mappings): the
@@ -136,17 +137,18 @@ def test_the_node_limit_can_be_lowered_and_counts_what_aliases_expand_to(
 ) -> None:
     bomb = layer(tmp_path, "model_metadata.yaml", laughs(4, mappings=False))
     before = dump(db)
-    refused = catalog_sync(db, "--max-yaml-nodes", "5000", BASE, bomb.parent)
+    refused = run_cli("sync", "--max-yaml-nodes", "5000", BASE, bomb.parent, db=db)
     assert refused.returncode == 1
     assert "more than 5000 nodes" in refused.stderr
     assert dump(db) == before
     # The same 12,000 nodes pass the default limit; the file is then refused by the entry
     # check (`tags` is a mapping, not a list), which is not a limit.
-    checked = catalog_sync(db, BASE, bomb.parent)
+    checked = run_cli("sync", BASE, bomb.parent, db=db)
     assert "[yaml-too-many-nodes]" not in checked.stderr
     assert "[wrong-type]" in checked.stderr
 
 
+@pytest.mark.slow  # a crash would be a signal of a child process; its peak memory is measured
 @pytest.mark.parametrize(
     ("depth", "style"),
     [(100_000, "flow"), (1_000_000, "flow"), (1_000_000, "block")],
@@ -164,6 +166,7 @@ def test_deep_nesting_is_a_clean_error_not_a_crash(
     assert dump(db) == before
 
 
+@pytest.mark.slow  # peak memory of a child process (getrusage of the wrapper's children)
 def test_libyaml_reads_a_million_levels_as_events_without_recursing(tmp_path: Path) -> None:
     """The parser itself, in a child process: it stops with an error, it does not crash."""
     deep = tmp_path / "deep.yaml"
@@ -185,6 +188,7 @@ def test_libyaml_reads_a_million_levels_as_events_without_recursing(tmp_path: Pa
     assert result.peak_mb < MEMORY_BOUND_MB
 
 
+@pytest.mark.slow  # peak memory of a child process (getrusage of the wrapper's children)
 def test_nesting_up_to_the_highest_depth_limit_syncs_and_exports(db: Path, tmp_path: Path) -> None:
     """The cap on --max-yaml-depth (200) is one that every later stage can handle."""
     levels = 200 - 5  # document, list, entry, client_spec, args
@@ -223,6 +227,7 @@ def file_80mb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow  # peak memory of a child process (getrusage of the wrapper's children)
 def test_a_file_over_the_size_limit_is_refused_without_being_read(
     file_80mb: Path, db: Path
 ) -> None:
@@ -235,6 +240,7 @@ def test_a_file_over_the_size_limit_is_refused_without_being_read(
     assert dump(db) == before
 
 
+@pytest.mark.slow  # peak memory of a child process (getrusage of the wrapper's children)
 def test_max_file_mb_raises_the_size_limit(file_80mb: Path, db: Path) -> None:
     result = catalog_sync(db, "--max-file-mb", "100", BASE, file_80mb.parent)
     assert result.returncode == 0, result.stderr
@@ -245,6 +251,7 @@ def test_max_file_mb_raises_the_size_limit(file_80mb: Path, db: Path) -> None:
         assert catalog.model("acme/big").display_name == "Big"
 
 
+@pytest.mark.slow  # peak memory of a child process (getrusage of the wrapper's children)
 def test_a_long_flat_file_is_refused_at_the_node_limit(db: Path, tmp_path: Path) -> None:
     """No aliases: 1.1 million list items in a 4.4 MB file, under the size limit."""
     flat = layer(tmp_path, "model_metadata.yaml", "models:\n" + "- a\n" * 1_100_000)
@@ -255,6 +262,7 @@ def test_a_long_flat_file_is_refused_at_the_node_limit(db: Path, tmp_path: Path)
     assert dump(db) == before
 
 
+@pytest.mark.slow  # peak memory of a child process (getrusage of the wrapper's children)
 def test_a_flood_of_findings_is_listed_up_to_a_cap(db: Path, tmp_path: Path) -> None:
     """100,000 unknown keys: the first 1,000 are listed, the rest counted in one line."""
     keys = "".join(f"    k{i:06d}: 1\n" for i in range(100_000))

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import HELM_CONFIGS, SHARED_DIR, require_shared, run_cli
+from helm_yaml import deployment, model, synced_catalog, write_sources
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,8 +16,6 @@ from catalog import Catalog
 from catalog.errors import RunEntrySyntaxError
 from catalog.resolve.conf_files import parse_conf
 from catalog.resolve.run_entries import parse_run_entry, rewrite_args
-from tests.conftest import HELM_CONFIGS, SHARED_DIR, require_shared, run_cli
-from tests.helm_yaml import deployment, model, synced_catalog, write_sources
 
 RUN_ENTRIES = SHARED_DIR / "helm-run-entries" / "run_specs-2023-11-17.conf"
 

@@ -373,6 +373,7 @@ def test_reads_inside_a_callers_transaction(tmp_path: Path) -> None:
             catalog.connection.execute("ROLLBACK")
 
 
+@pytest.mark.slow  # what a fresh interpreter imports
 def test_store_reads_with_sqlite3_only() -> None:
     import subprocess
     import sys

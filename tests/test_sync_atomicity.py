@@ -130,6 +130,7 @@ def sync_and_die(database: Path, source: Path, after_inserts: int) -> None:
     assert result.returncode == -signal.SIGKILL, result.stderr
 
 
+@pytest.mark.slow  # a child process kills itself with SIGKILL midway through a sync
 @pytest.mark.parametrize("after_inserts", [1, 4])
 def test_sigkill_midway_leaves_the_database_as_it_was(tmp_path: Path, after_inserts: int) -> None:
     real = require_shared(HELM_CONFIGS / "v0.5.12")
@@ -148,6 +149,7 @@ def test_sigkill_midway_leaves_the_database_as_it_was(tmp_path: Path, after_inse
     sanity(database)
 
 
+@pytest.mark.slow  # a child process kills itself with SIGKILL midway through a sync
 def test_sigkill_during_a_first_sync_leaves_an_empty_usable_catalog(tmp_path: Path) -> None:
     database = tmp_path / "catalog.db"
     Catalog.open(database).close()

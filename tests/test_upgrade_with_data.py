@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_cli
+from helm_yaml import synced_catalog
 
 from catalog import Catalog
 from catalog.db import migrations
 from catalog.db.location import DatabaseLocation
 from catalog.db.revisions import HEAD_REVISION
 from catalog.errors import SchemaOutdatedError
-from tests.conftest import run_cli
-from tests.helm_yaml import synced_catalog
 
 VIEWS = ("deployment_details", "model_tag_list", "model_default_deployments", "cache_shards")
 

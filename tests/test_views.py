@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import HELM_CONFIGS, require_shared
+from helm_yaml import synced_catalog
 
 from catalog import Catalog
-from tests.conftest import HELM_CONFIGS, require_shared
-from tests.helm_yaml import synced_catalog
 
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
