@@ -8,6 +8,7 @@ PyYAML come in only when the schema changes or YAML is read.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -18,12 +19,21 @@ from typing import TYPE_CHECKING, Any
 from catalog.db import migrations
 from catalog.db.connection import CatalogConnection, connect
 from catalog.db.location import DatabaseLocation
-from catalog.errors import DatabaseError, NoCatalogError
+from catalog.errors import DatabaseError, HistoryError, NoCatalogError
 from catalog.resolve.engine import ResolutionEngine
 
 if TYPE_CHECKING:
     from catalog.cache.report import CacheMigrationReport, CachePlan
-    from catalog.db.schema import DeploymentInfo, ModelInfo, PinInfo, TagInfo, TokenizerInfo
+    from catalog.db.schema import (
+        DeploymentInfo,
+        EventInfo,
+        ModelInfo,
+        PinInfo,
+        TagInfo,
+        TokenizerInfo,
+    )
+    from catalog.history.changes import ChangeSet
+    from catalog.history.log import HistoryEntry
     from catalog.query.checks import CheckReport
     from catalog.resolve.conf_resolution import FileReport
     from catalog.resolve.engine import Explanation, Resolution
@@ -71,6 +81,39 @@ class Catalog:
             raise
         return cls(location, connection)
 
+    @classmethod
+    def from_helm_dirs(
+        cls, dirs: Sequence[str | os.PathLike[str]], *, helm: bool = False
+    ) -> Catalog:
+        """HELM config directories (layered, as for `sync`) loaded into a catalog in memory:
+        nothing is written anywhere. SyncError if they have errors."""
+        from catalog.db.memory import new_empty
+
+        label = " + ".join(str(d) for d in dirs) or "the bundled configs"
+        memory = new_empty(label)
+        catalog = cls(memory.location, memory)
+        try:
+            catalog.sync(dirs, helm=helm)
+        except BaseException:
+            catalog.close()
+            raise
+        return catalog
+
+    @classmethod
+    def open_side(cls, spec: str | os.PathLike[str]) -> Catalog:
+        """A catalog to compare: a HELM config directory (loaded in memory) or a catalog file
+        (opened, never created)."""
+        if Path(spec).is_dir():
+            return cls.from_helm_dirs([spec])
+        return cls.open(spec, create=False)
+
+    def open_other(self, spec: str) -> Catalog:
+        """Another catalog to compare with this one: `@SYNC_ID` or `@DATE` (this catalog as of
+        then), else as `open_side`."""
+        if spec.startswith("@"):
+            return self.at(spec[1:])
+        return Catalog.open_side(spec)
+
     @property
     def path(self) -> Path:
         return self.location.path
@@ -88,6 +131,36 @@ class Catalog:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+    # History: catalog.history --------------------------------------------------------------
+
+    def at(self, point: int | str | dt.date | dt.datetime) -> Catalog:
+        """The catalog as it was right after sync `point` (an id), or at a moment (a date: its
+        end, UTC; a datetime: naive means UTC): a read-only Catalog with the same methods,
+        its entries, pins and policy those of that moment."""
+        from catalog.history.as_of import catalog_at
+
+        event, memory = catalog_at(self.connection, point)
+        return PastCatalog(self.location, memory, event)
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        """Every recorded change of one model, deployment or tokenizer (or pin, or setting),
+        and of a model's default deployment, oldest first."""
+        from catalog.history.log import entry_history
+
+        return entry_history(self.connection, name)
+
+    def diff(self, other: Catalog) -> ChangeSet:
+        """What differs from this catalog to `other`: entries by name, field by field, and
+        default deployments per policy."""
+        from catalog.history.diff import diff_catalogs
+
+        return diff_catalogs(
+            self.connection,
+            other.connection,
+            self.engine.snapshot().defaults(),
+            other.engine.snapshot().defaults(),
+        )
 
     # Syncing: catalog.sync ------------------------------------------------------------------
 
@@ -303,3 +376,43 @@ class Catalog:
             policy=policy,
             progress=progress,
         )
+
+
+class PastCatalog(Catalog):
+    """The catalog as of an earlier event (`Catalog.at`), in memory: it reads like any catalog
+    and refuses every change."""
+
+    def __init__(
+        self, location: DatabaseLocation, connection: CatalogConnection, event: EventInfo
+    ) -> None:
+        super().__init__(location, connection)
+        self.as_of = event
+
+    def _refuse(self, what: str) -> HistoryError:
+        return HistoryError(
+            f"the catalog as of event {self.as_of.id} ({self.as_of.occurred_at} UTC) is a past "
+            f"state: it cannot {what}",
+            hint="change the catalog itself, without --as-of",
+        )
+
+    def sync(self, *args: Any, **kwargs: Any) -> SyncReport:
+        raise self._refuse("be synced")
+
+    def pin(self, model: str, deployment: str) -> PinInfo:
+        raise self._refuse("be pinned")
+
+    def unpin(self, model: str) -> bool:
+        raise self._refuse("be unpinned")
+
+    def set_setting(self, key: str, value: str) -> None:
+        raise self._refuse("change a setting")
+
+    def migrate_cache(self, *args: Any, **kwargs: Any) -> CacheMigrationReport:
+        raise self._refuse("migrate a cache")
+
+    def sql(
+        self, query: str, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        from catalog.db import readonly
+
+        return readonly.run_readonly_on(self.connection.raw, query, params)

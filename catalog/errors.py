@@ -166,6 +166,11 @@ class SettingError(CatalogError):
     """An unknown setting or an invalid value for one."""
 
 
+class HistoryError(CatalogError):
+    """No state of the catalog is known at the moment asked for, or a past state was asked to
+    change."""
+
+
 class CacheMigrationError(CatalogError):
     """A cache migration could not do its job; the report says which shards."""
 

@@ -11,7 +11,14 @@ from typing import Any
 import click
 
 from catalog import __version__
-from catalog.cli import cache_commands, db_commands, query_commands, read_commands, sync_command
+from catalog.cli import (
+    cache_commands,
+    db_commands,
+    history_commands,
+    query_commands,
+    read_commands,
+    sync_command,
+)
 from catalog.cli.context import CliState, run_guarded
 
 COMMAND_MODULES: tuple[Any, ...] = (
@@ -20,6 +27,7 @@ COMMAND_MODULES: tuple[Any, ...] = (
     read_commands,
     query_commands,
     cache_commands,
+    history_commands,
 )
 
 

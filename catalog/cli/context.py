@@ -23,10 +23,12 @@ class CliState:
     db: str | None = None
     _catalog: Catalog | None = field(default=None, repr=False)
 
-    def catalog(self, *, create: bool = True) -> Catalog:
-        """The catalog named by --db, opened once per command.
+    def catalog(self, *, create: bool = False, as_of: str | None = None) -> Catalog:
+        """The catalog named by --db, opened once per command; with `as_of`, the catalog as
+        of that sync or date (read-only).
 
-        Only commands that write a whole catalog (sync) create one where there is none.
+        Only a sync creates a catalog where there is none: any other command on a missing
+        catalog says so (NoCatalogError) and creates nothing.
         """
         if self._catalog is None:
             self._catalog = Catalog.open(self.db, create=create)
@@ -34,7 +36,20 @@ class CliState:
             if context is not None:
                 # Closed when the command ends, so its WAL is checkpointed and removed.
                 context.find_root().call_on_close(self._catalog.close)
+        if as_of is not None:
+            return self._catalog.at(as_of)
         return self._catalog
+
+
+def as_of_option(function: Any) -> Any:
+    """`--as-of SYNC_ID|DATE`: answer from the catalog as it was then."""
+    return click.option(
+        "--as-of",
+        "as_of",
+        metavar="SYNC_ID|DATE",
+        help="Answer as the catalog was right after this sync, or at the end of this date "
+        "(YYYY-MM-DD, UTC) or this time (YYYY-MM-DDTHH:MM).",
+    )(function)
 
 
 def state(context: click.Context) -> CliState:

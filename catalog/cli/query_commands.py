@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from catalog.api import Catalog
-from catalog.cli.context import echo_err, state
+from catalog.cli.context import as_of_option, echo_err, state
 from catalog.cli.output import emit_rows, output_options, to_json_text
 from catalog.resolve.engine import Explanation, Resolution
 from catalog.resolve.policies import POLICIES
@@ -67,9 +67,11 @@ def _table_rows(resolutions: list[Resolution]) -> list[dict[str, Any]]:
     help="Never choose a deprecated deployment (a model with only those gets none).",
 )
 @output_options
+@as_of_option
 @click.pass_context
 def resolve(
     context: click.Context,
+    as_of: str | None,
     run_entry: str | None,
     conf_file: str | None,
     policy: str | None,
@@ -89,7 +91,7 @@ def resolve(
     """
     if (run_entry is None) == (conf_file is None):
         raise click.UsageError("give either RUN_ENTRY or --file FILE (exactly one)")
-    catalog = state(context).catalog()
+    catalog = state(context).catalog(as_of=as_of)
     if conf_file is not None:
         _resolve_file(catalog, conf_file, policy, ignore_deprecated, output_format)
         return
@@ -145,15 +147,18 @@ def _resolve_file(
 @click.argument("model")
 @_policy_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@as_of_option
 @click.pass_context
-def explain(context: click.Context, model: str, policy: str | None, as_json: bool) -> None:
+def explain(
+    context: click.Context, as_of: str | None, model: str, policy: str | None, as_json: bool
+) -> None:
     """Show why MODEL runs on the deployment it runs on.
 
     \b
     Example:
       catalog explain meta/llama-2-7b
     """
-    explanation = state(context).catalog().explain(model, policy=policy)
+    explanation = state(context).catalog(as_of=as_of).explain(model, policy=policy)
     if as_json:
         click.echo(to_json_text(explanation.to_json()))
     else:

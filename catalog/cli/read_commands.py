@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from catalog.cli.context import state
+from catalog.cli.context import as_of_option, state
 from catalog.cli.output import emit_rows, output_options, to_json_text
 from catalog.db.schema import DeploymentInfo, ModelInfo, TokenizerInfo
 
@@ -57,15 +57,16 @@ def show() -> None:
 @show.command("model")
 @click.argument("name")
 @_json_flag
+@as_of_option
 @click.pass_context
-def show_model(context: click.Context, name: str, as_json: bool) -> None:
+def show_model(context: click.Context, as_of: str | None, name: str, as_json: bool) -> None:
     """A model with its tags and its deployments in catalog order.
 
     \b
     Example:
       catalog show model meta/llama-2-7b
     """
-    catalog = state(context).catalog()
+    catalog = state(context).catalog(as_of=as_of)
     info = catalog.model(name)
     deployments = catalog.deployments(model=info.name)
     if as_json:
@@ -104,15 +105,16 @@ def _model_text(info: ModelInfo, deployments: list[DeploymentInfo]) -> str:
 @show.command("deployment")
 @click.argument("name")
 @_json_flag
+@as_of_option
 @click.pass_context
-def show_deployment(context: click.Context, name: str, as_json: bool) -> None:
+def show_deployment(context: click.Context, as_of: str | None, name: str, as_json: bool) -> None:
     """A deployment: its model, host, tokenizer, client, limits and source line.
 
     \b
     Example:
       catalog show deployment together/llama-2-7b
     """
-    info = state(context).catalog().deployment(name)
+    info = state(context).catalog(as_of=as_of).deployment(name)
     if as_json:
         click.echo(to_json_text(info.to_json()))
         return
@@ -144,15 +146,16 @@ def show_deployment(context: click.Context, name: str, as_json: bool) -> None:
 @show.command("tokenizer")
 @click.argument("name")
 @_json_flag
+@as_of_option
 @click.pass_context
-def show_tokenizer(context: click.Context, name: str, as_json: bool) -> None:
+def show_tokenizer(context: click.Context, as_of: str | None, name: str, as_json: bool) -> None:
     """A tokenizer config and the deployments that use it.
 
     \b
     Example:
       catalog show tokenizer meta-llama/Llama-2-7b-hf
     """
-    info = state(context).catalog().tokenizer(name)
+    info = state(context).catalog(as_of=as_of).tokenizer(name)
     if as_json:
         click.echo(to_json_text(info.to_json()))
         return
@@ -200,9 +203,11 @@ def _emit(rows_json: list[dict[str, Any]], table_rows: list[dict[str, Any]], fmt
 )
 @click.option("--host", metavar="ORG", help="Only models with a deployment on this host.")
 @output_options
+@as_of_option
 @click.pass_context
 def list_models(
     context: click.Context,
+    as_of: str | None,
     tag: str | None,
     creator: str | None,
     host: str | None,
@@ -214,7 +219,7 @@ def list_models(
     Example:
       catalog list models --creator meta --tag TEXT_MODEL_TAG
     """
-    models = state(context).catalog().models(tag=tag, creator=creator, host=host)
+    models = state(context).catalog(as_of=as_of).models(tag=tag, creator=creator, host=host)
     table = [
         {
             "name": m.name,
@@ -240,9 +245,11 @@ def list_models(
     help="Whether deprecated deployments are listed.",
 )
 @output_options
+@as_of_option
 @click.pass_context
 def list_deployments(
     context: click.Context,
+    as_of: str | None,
     model: str | None,
     host: str | None,
     tokenizer: str | None,
@@ -278,15 +285,16 @@ def list_deployments(
 
 @list_group.command("tokenizers")
 @output_options
+@as_of_option
 @click.pass_context
-def list_tokenizers(context: click.Context, output_format: str) -> None:
+def list_tokenizers(context: click.Context, as_of: str | None, output_format: str) -> None:
     """Tokenizers in catalog order, with how many deployments use each.
 
     \b
     Example:
       catalog list tokenizers --csv
     """
-    tokenizers = state(context).catalog().tokenizers()
+    tokenizers = state(context).catalog(as_of=as_of).tokenizers()
     table = [
         {
             "name": t.name,
@@ -301,15 +309,16 @@ def list_tokenizers(context: click.Context, output_format: str) -> None:
 
 @list_group.command("tags")
 @output_options
+@as_of_option
 @click.pass_context
-def list_tags(context: click.Context, output_format: str) -> None:
+def list_tags(context: click.Context, as_of: str | None, output_format: str) -> None:
     """Every tag, with how many models carry it.
 
     \b
     Example:
       catalog list tags --json
     """
-    rows = [t.to_json() for t in state(context).catalog().tags()]
+    rows = [t.to_json() for t in state(context).catalog(as_of=as_of).tags()]
     emit_rows(rows, output_format)
 
 

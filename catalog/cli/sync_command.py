@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from catalog.cli.changes_text import change_lines
 from catalog.cli.context import echo_err, state
 from catalog.cli.output import to_json_text
 from catalog.errors import SyncError
@@ -75,7 +76,7 @@ def sync(
         max_nodes=max_yaml_nodes,
         max_depth=max_yaml_depth,
     )
-    catalog = state(context).catalog()
+    catalog = state(context).catalog(create=True)
     try:
         report = catalog.sync(
             source_dirs, helm=helm, strict=strict, dry_run=dry_run, force=force, limits=limits
@@ -120,5 +121,7 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
                 click.echo(f"{prefix}{verb}: " + ", ".join(parts))
         for model in report.pins_dropped:
             click.echo(f"{prefix}dropped the pin of {model}")
+        for line in change_lines(report.changes, policies=("in_force",)):
+            click.echo(line)
     if report.warnings:
         click.echo(f"{len(report.warnings)} warning(s); see above")

@@ -221,31 +221,55 @@ def run_readonly_query(
     in `params` (`?` or `:name` placeholders), never into the SQL text.
     """
     _check_single_statement(query)
-    bound: Sequence[Any] | dict[str, Any] = () if params is None else params
     connection = _open_readonly(location)
-    authorizer = _ReadOnlyAuthorizer()
     try:
-        connection.set_authorizer(authorizer)
-        try:
-            cursor = connection.execute(query, bound)
-            keyword = _first_keyword(query)
-            if keyword not in _READING_KEYWORDS:
-                raise ReadOnlyQueryError(
-                    f"refused: {keyword.upper() or 'the statement'} is not a reading statement; "
-                    f"{_READ_ONLY_HINT}"
-                )
-            columns = [column[0] for column in cursor.description or ()]
-            return [dict(zip(columns, row, strict=True)) for row in cursor]
-        except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as error:
-            if authorizer.refused is not None:
-                raise ReadOnlyQueryError(
-                    f"refused: the query would {authorizer.refused}; {_READ_ONLY_HINT}"
-                ) from error
-            if _is_write_refusal(error):
-                raise ReadOnlyQueryError(f"refused: {error}; {_READ_ONLY_HINT}") from error
-            raise DatabaseError(f"the query failed: {error}") from error
+        return _run_guarded(connection, query, params)
     finally:
         connection.close()
+
+
+def run_readonly_on(
+    connection: sqlite3.Connection,
+    query: str,
+    params: Sequence[Any] | dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The same, on a connection of the caller's (an in-memory catalog: the catalog as of an
+    earlier event): `query_only` and the authorizer for the statement, then as before."""
+    _check_single_statement(query)
+    connection.execute("PRAGMA query_only = ON")
+    try:
+        return _run_guarded(connection, query, params)
+    finally:
+        connection.set_authorizer(None)
+        connection.execute("PRAGMA query_only = OFF")
+
+
+def _run_guarded(
+    connection: sqlite3.Connection,
+    query: str,
+    params: Sequence[Any] | dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    bound: Sequence[Any] | dict[str, Any] = () if params is None else params
+    authorizer = _ReadOnlyAuthorizer()
+    connection.set_authorizer(authorizer)
+    try:
+        cursor = connection.execute(query, bound)
+        keyword = _first_keyword(query)
+        if keyword not in _READING_KEYWORDS:
+            raise ReadOnlyQueryError(
+                f"refused: {keyword.upper() or 'the statement'} is not a reading statement; "
+                f"{_READ_ONLY_HINT}"
+            )
+        columns = [column[0] for column in cursor.description or ()]
+        return [dict(zip(columns, row, strict=True)) for row in cursor]
+    except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as error:
+        if authorizer.refused is not None:
+            raise ReadOnlyQueryError(
+                f"refused: the query would {authorizer.refused}; {_READ_ONLY_HINT}"
+            ) from error
+        if _is_write_refusal(error):
+            raise ReadOnlyQueryError(f"refused: {error}; {_READ_ONLY_HINT}") from error
+        raise DatabaseError(f"the query failed: {error}") from error
 
 
 def _is_write_refusal(error: Exception) -> bool:

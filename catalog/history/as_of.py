@@ -1,0 +1,124 @@
+"""The catalog as of an earlier event: its entries, pins and policy of that moment.
+
+The current state is read and every change made after the event is undone, newest first (an
+addition removed, a removal restored, a change set back to its values before). The result is an
+in-memory catalog, so every read (show, list, explain, resolve) answers as it would have then,
+with the same code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from catalog.db import rows
+from catalog.db.memory import empty_like
+from catalog.db.schema import EVENTS, EventInfo
+from catalog.errors import HistoryError
+from catalog.history.state import CatalogState, read_state, write_state
+
+if TYPE_CHECKING:
+    from catalog.db.connection import CatalogConnection
+
+Point = int | str | dt.date | dt.datetime
+_EVENT = rows.RecordReader[EventInfo](EVENTS)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _first_event(connection: CatalogConnection) -> EventInfo | None:
+    row = connection.execute(rows.select_sql(EVENTS, "e") + " ORDER BY e.id LIMIT 1").fetchone()
+    return None if row is None else _EVENT(row)
+
+
+def _before_history(connection: CatalogConnection, what: str) -> HistoryError:
+    first = _first_event(connection)
+    start = f"at {first.occurred_at} UTC" if first else "with its next sync"
+    return HistoryError(
+        f"nothing is known of the catalog {what}: its history starts {start}",
+        hint="`catalog query 'SELECT * FROM events'` lists every recorded event",
+    )
+
+
+def parse_point(text: str) -> int | dt.date | dt.datetime:
+    """A sync id (`12`), a date (`2026-03-01`: the end of that day, UTC) or a date and time."""
+    text = text.strip().removeprefix("@")
+    if text.isdigit():
+        return int(text)
+    if _DATE.fullmatch(text):
+        return dt.date.fromisoformat(text)
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise HistoryError(
+            f"{text!r} is neither a sync id nor a date",
+            hint="give a sync id (12), a date (2026-03-01) or a date and time (2026-03-01T14:00)",
+        ) from None
+
+
+def event_at(connection: CatalogConnection, point: Point) -> EventInfo:
+    """The last event at `point`: the event of sync `point` (an int), or the last event at or
+    before a date (its end, UTC) or a date and time (naive: UTC)."""
+    if isinstance(point, str):
+        point = parse_point(point)
+    if isinstance(point, bool):
+        raise HistoryError(f"{point!r} is not a sync id or a date")
+    if isinstance(point, int):
+        row = connection.execute(
+            rows.select_sql(EVENTS, "e") + " WHERE e.kind = 'sync' AND e.sync_id = ?", (point,)
+        ).fetchone()
+        if row is not None:
+            return _EVENT(row)
+        exists = connection.execute("SELECT 1 FROM syncs WHERE id = ?", (point,)).fetchone()
+        if exists is None:
+            raise HistoryError(
+                f"there is no sync {point}",
+                hint="`catalog query 'SELECT id, finished_at FROM syncs'` lists the syncs",
+            )
+        raise _before_history(connection, f"right after sync {point}")
+    if isinstance(point, dt.datetime):
+        if point.tzinfo is not None:
+            point = point.astimezone(dt.UTC).replace(tzinfo=None)
+        limit = point.strftime("%Y-%m-%d %H:%M:%S.%f")
+    else:
+        limit = f"{point.isoformat()} 23:59:59.999999"
+    row = connection.execute(
+        rows.select_sql(EVENTS, "e") + " WHERE e.occurred_at <= ? ORDER BY e.id DESC LIMIT 1",
+        (limit,),
+    ).fetchone()
+    if row is None:
+        raise _before_history(connection, f"as of {point}")
+    return _EVENT(row)
+
+
+def _undo(state: CatalogState, table: str, name: str, change: str, before: Any) -> None:
+    entries = state[table]
+    if change == "added":
+        entries.pop(name, None)
+    elif change == "removed":
+        entries[name] = dict(before)
+    else:
+        entries.setdefault(name, {}).update(before or {})
+
+
+def state_at(connection: CatalogConnection, event: EventInfo) -> CatalogState:
+    """What the catalog said right after `event`."""
+    with connection.read():
+        state = read_state(connection)
+        later = connection.execute(
+            "SELECT table_name, name, change, before FROM change_log WHERE event_id > ? "
+            "ORDER BY id DESC",
+            (event.id,),
+        ).fetchall()
+    for table, name, change, before in later:
+        _undo(state, table, name, change, json.loads(before) if before is not None else None)
+    return state
+
+
+def catalog_at(connection: CatalogConnection, point: Point) -> tuple[EventInfo, CatalogConnection]:
+    """The event at `point` and an in-memory catalog holding the state right after it."""
+    event = event_at(connection, point)
+    memory = empty_like(connection, f"{connection.location.display} as of event {event.id}")
+    write_state(memory, state_at(connection, event))
+    return event, memory
