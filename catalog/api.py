@@ -312,6 +312,13 @@ class Catalog:
 
         return pins.unpin(self.connection, model)
 
+    def restore_pins(self, path: str | os.PathLike[str]) -> list[PinInfo]:
+        """Pin every model of a file written by `catalog pins --json` (all checked first:
+        a bad file pins nothing)."""
+        from catalog.resolve import pins
+
+        return pins.restore_pins(self.connection, Path(path))
+
     def pins(self) -> list[PinInfo]:
         from catalog.resolve import pins
 

@@ -31,11 +31,23 @@ def upgrade(context: click.Context, revision: str) -> None:
 
 @db.command()
 @click.argument("revision")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Delete pins, settings or history that the downgrade removes (refused without it).",
+)
 @click.pass_context
-def downgrade(context: click.Context, revision: str) -> None:
-    """Downgrade the database to REVISION (`base` removes every table)."""
+def downgrade(context: click.Context, revision: str, force: bool) -> None:
+    """Downgrade the database to REVISION (`base` removes every table).
+
+    Refused, with what would be lost, if the revisions removed hold pins, settings or history
+    (no sync can bring them back) unless --force.
+    """
     location = DatabaseLocation.parse(state(context).db)
-    migrations.downgrade(location, revision)
+    if force:
+        for what, count in migrations.user_data_lost(location, revision).items():
+            click.echo(f"deleting {count} {what}", err=True)
+    migrations.downgrade(location, revision, force=force)
     click.echo(f"{location.path}: at revision {_current(location) or 'base'}")
 
 

@@ -230,17 +230,28 @@ def unpin(context: click.Context, model: str) -> None:
 
 
 @click.command()
+@click.option(
+    "--restore",
+    "restore",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Pin every model listed in FILE, the JSON that `catalog pins --json` prints.",
+)
 @output_options
 @click.pass_context
-def pins(context: click.Context, output_format: str) -> None:
-    """List every pin.
+def pins(context: click.Context, restore: str | None, output_format: str) -> None:
+    """List every pin, or restore pins saved with --json.
 
     \b
-    Example:
-      catalog pins --json
+    Examples:
+      catalog pins --json > pins.json
+      catalog pins --restore pins.json
     """
-    rows = [p.to_json() for p in state(context).catalog().pins()]
-    emit_rows(rows, output_format)
+    catalog = state(context).catalog()
+    if restore is not None:
+        for info in catalog.restore_pins(restore):
+            click.echo(f"pinned {info.model_name} to {info.deployment_name}")
+        return
+    emit_rows([p.to_json() for p in catalog.pins()], output_format)
 
 
 @click.group()

@@ -137,10 +137,54 @@ def upgrade(location: DatabaseLocation, revision: str = "head") -> None:
     _run(location, "upgrade", revision)
 
 
-def downgrade(location: DatabaseLocation, revision: str) -> None:
+# What each revision holds that no source can rebuild: a downgrade past it would lose it.
+# (revision, what it is called, the SQL that counts it)
+_USER_DATA: tuple[tuple[str, str, str], ...] = (
+    ("0002_query_layer", "pins", "SELECT count(*) FROM pins"),
+    ("0002_query_layer", "settings", "SELECT count(*) FROM settings"),
+    ("0003_history", "history events", "SELECT count(*) FROM events WHERE kind != 'baseline'"),
+)
+
+
+def user_data_lost(location: DatabaseLocation, revision: str) -> dict[str, int]:
+    """What a downgrade to `revision` would delete that a sync cannot bring back, by kind."""
+    stamped = stamped_revision(location)
+    if stamped is None or stamped not in KNOWN_REVISIONS:
+        return {}
+    if revision == "base":
+        keep = 0
+    elif revision in KNOWN_REVISIONS:
+        keep = KNOWN_REVISIONS.index(revision) + 1
+    else:
+        return {}  # Alembic refuses it, or it is relative: Alembic checks it below
+    dropped = set(KNOWN_REVISIONS[keep : KNOWN_REVISIONS.index(stamped) + 1])
+    connection = connect_raw(location, inspect=True)
+    try:
+        lost = {
+            what: int(connection.execute(sql).fetchone()[0])
+            for owner, what, sql in _USER_DATA
+            if owner in dropped
+        }
+    finally:
+        connection.close()
+    return {what: count for what, count in lost.items() if count}
+
+
+def downgrade(location: DatabaseLocation, revision: str, *, force: bool = False) -> None:
+    """Downgrade to `revision`; refused if that would delete pins, settings or history,
+    unless `force`."""
     if not location.exists():
         raise DatabaseError(f"{location.path}: no catalog database there to downgrade")
     _refuse_foreign(location)
+    lost = user_data_lost(location, revision)
+    if lost and not force:
+        listed = ", ".join(f"{count} {what}" for what, count in lost.items())
+        raise SchemaError(
+            f"{location.path}: downgrading to {revision} would delete {listed}, which no sync "
+            "can bring back; nothing was changed",
+            hint="keep pins first with `catalog pins --json > pins.json` (after upgrading again: "
+            "`catalog pins --restore pins.json`), then downgrade with --force",
+        )
     _run(location, "downgrade", revision)
 
 

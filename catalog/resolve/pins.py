@@ -6,11 +6,13 @@ interleaving, and its checks run inside it: a deployment cannot vanish between c
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalog.db import rows
 from catalog.db.schema import PINS, PinInfo
-from catalog.errors import PinError
+from catalog.errors import PinError, decode_utf8
 from catalog.history.recorder import recorded_event
 from catalog.query.lookups import require_deployment, require_model
 from catalog.resolve.engine import Snapshot
@@ -86,3 +88,32 @@ def list_pins(connection: CatalogConnection) -> list[PinInfo]:
         "ORDER BY m.position"
     )
     return [reader(row) for row in found]
+
+
+def restore_pins(connection: CatalogConnection, path: Path) -> list[PinInfo]:
+    """The pins of a `catalog pins --json` file, each checked as `pin` checks it; one bad entry
+    and none is pinned."""
+    text = decode_utf8(path.read_bytes(), str(path), PinError)
+    try:
+        saved = json.loads(text)
+    except ValueError as error:
+        raise PinError(f"{path}: not the JSON `catalog pins --json` writes: {error}") from error
+    pairs = []
+    for index, item in enumerate(saved if isinstance(saved, list) else [None]):
+        model = item.get("model_name") if isinstance(item, dict) else None
+        deployment = item.get("deployment_name") if isinstance(item, dict) else None
+        if not (isinstance(model, str) and isinstance(deployment, str)):
+            raise PinError(
+                f"{path}: entry {index + 1} is not a pin: each entry needs model_name and "
+                "deployment_name, as `catalog pins --json` writes them"
+            )
+        pairs.append((model, deployment))
+    with connection.write("the restored pins"):
+        for model, deployment in pairs:
+            require_model(connection, model)
+            served = require_deployment(connection, deployment).model_name
+            if served != model:
+                raise PinError(
+                    f"{path}: cannot pin {model!r} to {deployment!r}: it serves {served!r}"
+                )
+    return [pin(connection, model, deployment) for model, deployment in pairs]
