@@ -280,9 +280,30 @@ class Catalog:
         )
 
     def resolve(
-        self, run_entry: str, *, policy: str | None = None, ignore_deprecated: bool = False
+        self,
+        run_entry: str,
+        *,
+        policy: str | None = None,
+        ignore_deprecated: bool = False,
+        models_to_run: Sequence[str] | None = None,
+        groups_to_run: Sequence[str] | None = None,
     ) -> list[Resolution]:
-        return self.engine.resolve(run_entry, policy=policy, ignore_deprecated=ignore_deprecated)
+        """The runs of one entry; `models_to_run` and `groups_to_run` mean what helm-run's
+        --models-to-run and --groups-to-run mean (the latter needs crfm-helm)."""
+        if not models_to_run and not groups_to_run:
+            return self.engine.resolve(
+                run_entry, policy=policy, ignore_deprecated=ignore_deprecated
+            )
+        from catalog.resolve import conf_resolution
+
+        options = conf_resolution.RunOptions.of(models_to_run, groups_to_run)
+        return conf_resolution.resolve_entry(
+            self.engine,
+            run_entry,
+            policy=policy,
+            ignore_deprecated=ignore_deprecated,
+            options=options,
+        )
 
     def resolve_file(
         self,
@@ -290,12 +311,20 @@ class Catalog:
         *,
         policy: str | None = None,
         ignore_deprecated: bool = False,
+        models_to_run: Sequence[str] | None = None,
+        groups_to_run: Sequence[str] | None = None,
+        priority: int | None = None,
     ) -> FileReport:
-        """Every entry of a HELM run-entries file; one bad entry never stops the others."""
+        """Every entry of a HELM run-entries file, with helm-run's --models-to-run,
+        --groups-to-run and --priority; one bad entry never stops the others."""
         from catalog.resolve import conf_resolution
 
         return conf_resolution.resolve_file(
-            self.engine, Path(path), policy=policy, ignore_deprecated=ignore_deprecated
+            self.engine,
+            Path(path),
+            policy=policy,
+            ignore_deprecated=ignore_deprecated,
+            options=conf_resolution.RunOptions.of(models_to_run, groups_to_run, priority),
         )
 
     def explain(self, model: str, policy: str | None = None) -> Explanation:

@@ -158,6 +158,11 @@ class RunEntrySyntaxError(ResolutionError):
     """A run entry that is not of HELM's `name:key=value,...` form."""
 
 
+class HelmError(CatalogError):
+    """What was asked needs HELM's own code or rules, and they cannot give it: HELM's rule for
+    a version cannot be made to pick the catalog's choice, or HELM's code failed."""
+
+
 class PinError(CatalogError):
     """A pin that cannot be set (e.g. a deployment of another model)."""
 

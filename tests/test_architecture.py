@@ -27,6 +27,8 @@ ALLOWED_IMPORTS: dict[str, set[str]] = {
     "cache": {"errors", "names", "db", "resolve", "cache"},
     "api": {"errors", "db", "resolve"},
     "helm_compat": {"errors", "db", "api"},
+    "helm": {"errors", "names", "db", "resolve", "query", "api", "helm"},
+    "helm_plugin": {"helm"},
     "cli": {
         "errors",
         "db",
@@ -104,8 +106,9 @@ def _top_level_imports(path: Path, module: str) -> set[str]:
 GRAPH = {module: _top_level_imports(path, module) for module, path in MODULES.items()}
 
 
-# `python -m catalog` runs the command line when imported: not a module to import.
-ENTRY_POINTS = {"catalog.__main__", "catalog.cli.__main__"}
+# `python -m catalog` runs the command line when imported, and catalog.helm_plugin loads the catalog
+# into HELM (helm-run imports it): not modules to import alone.
+ENTRY_POINTS = {"catalog.__main__", "catalog.cli.__main__", "catalog.helm_plugin"}
 
 
 @pytest.mark.parametrize("module", sorted(set(MODULES) - ENTRY_POINTS))

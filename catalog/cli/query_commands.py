@@ -66,6 +66,27 @@ def _table_rows(resolutions: list[Resolution]) -> list[dict[str, Any]]:
     is_flag=True,
     help="Never choose a deprecated deployment (a model with only those gets none).",
 )
+@click.option(
+    "--models-to-run",
+    "models_to_run",
+    multiple=True,
+    metavar="MODEL...",
+    help="As helm-run's: entries without model= or with a group run on these models instead, "
+    "and only runs of these models are kept (repeat it, or give several names in one value).",
+)
+@click.option(
+    "--groups-to-run",
+    "groups_to_run",
+    multiple=True,
+    metavar="GROUP...",
+    help="As helm-run's: keep runs whose run spec has one of these groups (needs crfm-helm).",
+)
+@click.option(
+    "--priority",
+    type=int,
+    default=None,
+    help="As helm-run's: skip entries of the file whose priority is above this.",
+)
 @output_options
 @as_of_option
 @click.pass_context
@@ -76,34 +97,56 @@ def resolve(
     conf_file: str | None,
     policy: str | None,
     ignore_deprecated: bool,
+    models_to_run: tuple[str, ...],
+    groups_to_run: tuple[str, ...],
+    priority: int | None,
     output_format: str,
 ) -> None:
     """Turn a HELM run entry into the (model, deployment) pairs it runs.
 
     RUN_ENTRY is HELM's `name:key=value,...` (or bare `model=...`): a model, a model group such
-    as `text`, or an explicit model_deployment.
+    as `text`, or an explicit model_deployment. --models-to-run, --groups-to-run and
+    --priority mean what they mean to helm-run, so the pairs are those helm-run would run.
 
     \b
     Examples:
       catalog resolve mmlu:subject=anatomy,model=text
       catalog resolve model=meta/llama-2-7b --policy last --json
       catalog resolve --file run_specs.conf
+      catalog resolve --file run_specs.conf --models-to-run "openai/gpt2 meta/llama-2-7b"
     """
     if (run_entry is None) == (conf_file is None):
         raise click.UsageError("give either RUN_ENTRY or --file FILE (exactly one)")
+    if priority is not None and conf_file is None:
+        raise click.UsageError("--priority applies to the entries of a --file")
+    models = _names(models_to_run)
+    groups = _names(groups_to_run)
     catalog = state(context).catalog(as_of=as_of)
     if conf_file is not None:
-        _resolve_file(catalog, conf_file, policy, ignore_deprecated, output_format)
+        _resolve_file(
+            catalog, conf_file, policy, ignore_deprecated, models, groups, priority, output_format
+        )
         return
     assert run_entry is not None
-    resolutions = catalog.resolve(run_entry, policy=policy, ignore_deprecated=ignore_deprecated)
+    resolutions = catalog.resolve(
+        run_entry,
+        policy=policy,
+        ignore_deprecated=ignore_deprecated,
+        models_to_run=models,
+        groups_to_run=groups,
+    )
     if output_format == "json":
         click.echo(to_json_text(_resolution_rows(resolutions)))
         return
-    for resolution in resolutions:
-        for warning in resolution.warnings:
-            echo_err(f"warning: {warning}")
+    # A warning of the entry itself (a key given twice) comes with every run: say it once.
+    for warning in dict.fromkeys(w for r in resolutions for w in r.warnings):
+        echo_err(f"warning: {warning}")
     emit_rows(_table_rows(resolutions), output_format)
+
+
+def _names(values: tuple[str, ...]) -> list[str]:
+    """helm-run takes several names after one option; here they may share one value."""
+    return [name for value in values for name in value.replace(",", " ").split()]
 
 
 def _resolve_file(
@@ -111,9 +154,19 @@ def _resolve_file(
     path: str,
     policy: str | None,
     ignore_deprecated: bool,
+    models_to_run: list[str],
+    groups_to_run: list[str],
+    priority: int | None,
     output_format: str,
 ) -> None:
-    report = catalog.resolve_file(path, policy=policy, ignore_deprecated=ignore_deprecated)
+    report = catalog.resolve_file(
+        path,
+        policy=policy,
+        ignore_deprecated=ignore_deprecated,
+        models_to_run=models_to_run,
+        groups_to_run=groups_to_run,
+        priority=priority,
+    )
     if output_format == "json":
         click.echo(to_json_text(report.to_json()))
     else:
@@ -122,7 +175,7 @@ def _resolve_file(
                 "line": o.line,
                 "description": o.description,
                 "runs": len(o.resolutions),
-                "status": "ok" if o.ok else o.reason,
+                "status": ("skipped" if o.skipped else "ok") if o.ok else o.reason,
             }
             for o in report.outcomes
         ]
@@ -130,12 +183,15 @@ def _resolve_file(
         for outcome in report.outcomes:
             if not outcome.ok:
                 echo_err(f"{path}:{outcome.line}: {outcome.reason}: {outcome.error}")
+            for note in outcome.notes:
+                echo_err(f"{path}:{outcome.line}: note: {note}")
         summary = report.summary()
         reasons = ", ".join(f"{n} {reason}" for reason, n in summary["failures_by_reason"].items())
         empty = f", {summary['empty']} of them with no run" if summary["empty"] else ""
+        skipped = f", {summary['skipped']} skipped by --priority" if summary["skipped"] else ""
         echo_err(
             f"{summary['entries']} entries: {summary['resolved']} resolved "
-            f"({summary['runs']} runs{empty}), {summary['failed']} failed"
+            f"({summary['runs']} runs{empty}){skipped}, {summary['failed']} failed"
             + (f" ({reasons})" if reasons else "")
             + f"; policy {summary['policy']}"
         )

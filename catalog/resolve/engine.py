@@ -413,7 +413,7 @@ class ResolutionEngine:
         AmbiguousRunEntryError.
         """
         from catalog.resolve.groups import is_group
-        from catalog.resolve.run_entries import parse_run_entry
+        from catalog.resolve.run_entries import no_model_given, parse_run_entry
 
         entry = parse_run_entry(run_entry)
         snap = self.snapshot()
@@ -421,7 +421,8 @@ class ResolutionEngine:
         model, deployment = entry.model, entry.model_deployment
         if deployment is not None:
             return [self._explicit(snap, entry, model, deployment)]
-        assert model is not None
+        if model is None:
+            raise no_model_given(entry)
         if is_group(model):
             # The group's members are read by another query: one read transaction with the
             # snapshot's check, so a sync committing in between cannot give a mixed answer.
@@ -435,7 +436,16 @@ class ResolutionEngine:
         rewrite = entry.rewriter()
         name, args = entry.name, entry.other_args
         return [
-            Resolution(member, chosen, host, rule, warnings, rewrite(member, chosen), name, args)
+            Resolution(
+                member,
+                chosen,
+                host,
+                rule,
+                entry.warnings + warnings,
+                rewrite(member, chosen),
+                name,
+                args,
+            )
             for member, chosen, host, rule, warnings in plan
         ]
 
@@ -461,7 +471,8 @@ class ResolutionEngine:
                 raise snap.unknown_model(model)
             if deployment.model_name != model:
                 raise snap.incompatible(model, deployment)
-        warnings = (f"deployment {name!r} is deprecated",) if deployment.deprecated else ()
+        deprecated = (f"deployment {name!r} is deprecated",) if deployment.deprecated else ()
+        warnings = entry.warnings + deprecated
         return Resolution(
             model=deployment.model_name,
             model_deployment=name,

@@ -10,7 +10,10 @@ Two deliberate differences: members come in catalog order (HELM's ablation group
 a set, in no fixed order), and `text_code` (the text models, then the code models) lists a model
 tagged both only once (HELM's list concatenation would run it twice). The fixed lists HELM keeps
 for a few old scenarios (`biomedical`, `summarization_zs`, ...) are groups here too, with the
-same exclusions.
+same exclusions; so are the two model names HELM's table lists as keys of their own
+(`ai21/j1-jumbo`, `openai/curie`): `model=openai/curie` is HELM's one-model group, which is empty
+when the model is tagged deprecated (zero runs, no error), and `ablation_openai/curie` is empty
+unless the model is an ablation model.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class GroupRule:
 
 BASE_GROUPS: dict[str, GroupRule] = {
     "all": GroupRule(everything=True),
+    "ai21/j1-jumbo": GroupRule(fixed=("ai21/j1-jumbo",)),
+    "openai/curie": GroupRule(fixed=("openai/curie",)),
     "text": GroupRule(tags=("TEXT_MODEL_TAG",)),
     "code": GroupRule(tags=("CODE_MODEL_TAG",)),
     "text_code": GroupRule(tags=("TEXT_MODEL_TAG", "CODE_MODEL_TAG")),

@@ -1,12 +1,18 @@
 """HELM run entries (`mmlu:subject=anatomy,model=text`) and run-entries conf files, parsed.
 
 Only the syntax lives here; `catalog.resolve.engine` gives the names meaning. HELM splits an entry
-at its first ':' and its arguments at ',' and '='; that is kept, with two additions that make
-mistakes visible instead of silently changing what runs: an entry may be bare arguments
-(`model=text`, no name), and a malformed entry or a repeated key is an error naming the column.
-Values are kept as written (HELM accepts an empty one, as in `subtask=`), except that model=
-and model_deployment= need a name. Model names may themselves contain ':'
-(`mistralai/...-v0:2`), so a ':' only ends the name if no '=' comes before it.
+at its first ':' and its arguments at ',' and '=' (helm.common.object_spec.parse_object_spec);
+every entry HELM accepts is accepted here, read as HELM reads it:
+- an entry without ':' is a run-spec name with no arguments (`arabic_content_generation`, as
+  in HELM's run_entries_arabic.conf); it names no model, so it runs on `--models-to-run`;
+- a key given twice keeps its first place and its last value, as HELM's dict does
+  (`gsm:model=text_code,stop=none,stop=none` is a line of HELM's own palmyra conf), with a
+  warning, since a repeated key is usually a slip.
+Beyond HELM: an entry may be bare arguments (`model=text`, no name), and a malformed entry is an
+error naming the column instead of a traceback. Values are kept as written (HELM accepts an
+empty one, as in `subtask=`), except that model= and model_deployment= need a name. Model names
+may themselves contain ':' (`mistralai/...-v0:2`), so a ':' only ends the name if no '=' comes
+before it.
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ _MAX_SHOWN = 300
 
 @dataclass(frozen=True)
 class RunEntry:
-    """One run entry: its name (None for bare arguments) and its arguments in written order."""
+    """One run entry: its name (None for bare arguments), its arguments in written order (a
+    repeated key once, with its last value), and what a reader should know about it."""
 
     text: str
     name: str | None
     args: tuple[tuple[str, str], ...]
+    warnings: tuple[str, ...] = ()
 
     def get(self, key: str) -> str | None:
         for arg_key, value in self.args:
@@ -106,13 +114,19 @@ def format_run_entry(name: str | None, args: list[tuple[str, str]]) -> str:
 
 
 def parse_run_entry(text: str) -> RunEntry:
-    """Parse HELM's `name:key=value,...` (or bare `key=value,...`); errors name the column."""
+    """Parse HELM's `name:key=value,...`, a bare `name`, or bare `key=value,...`; errors name
+    the column. An entry may name no model (see `no_model_given`)."""
     entry = text.strip()
     offset = len(text) - len(text.lstrip())
     if not entry:
         raise RunEntrySyntaxError("the run entry is empty; expected e.g. mmlu:model=text")
     colon = entry.find(":")
     equals = entry.find("=")
+    if colon == -1 and equals == -1:
+        # HELM's parse_object_spec: no ':' means a run-spec name and no arguments.
+        if not _NAME.match(entry):
+            raise _syntax(text, offset + 1, f"{_shown(entry)} is not a run entry name")
+        return RunEntry(text=entry, name=entry, args=())
     name: str | None = None
     args_start = 0
     if colon != -1 and (equals == -1 or colon < equals):
@@ -121,20 +135,28 @@ def parse_run_entry(text: str) -> RunEntry:
         if not _NAME.match(name):
             problem = "is empty" if not name else f"{_shown(name)} is not a run entry name"
             raise _syntax(text, offset + 1, f"the name before ':' {problem}")
-    args = _parse_args(text, entry[args_start:], offset + args_start)
-    keys = {key for key, _ in args}
-    if MODEL_KEY not in keys and DEPLOYMENT_KEY not in keys:
-        raise RunEntrySyntaxError(
-            f"run entry {_shown(text)} names no model: add model=MODEL_OR_GROUP or "
-            "model_deployment=DEPLOYMENT (e.g. mmlu:subject=anatomy,model=text)"
-        )
-    return RunEntry(text=entry, name=name, args=tuple(args))
+    args, warnings = _parse_args(text, entry[args_start:], offset + args_start)
+    return RunEntry(text=entry, name=name, args=tuple(args), warnings=tuple(warnings))
 
 
-def _parse_args(text: str, args_text: str, start: int) -> list[tuple[str, str]]:
+def no_model_given(entry: RunEntry) -> RunEntrySyntaxError:
+    """The error for an entry that names no model when no `--models-to-run` supplies one.
+
+    helm-run itself refuses such a run unless --models-to-run is given (or, oddly, runs the
+    entry on every model when another entry of the file has a model=); the catalog asks.
+    """
+    return RunEntrySyntaxError(
+        f"no model given: run entry {_shown(entry.text)} names no model; add model=MODEL_OR_GROUP "
+        "or model_deployment=DEPLOYMENT (e.g. mmlu:subject=anatomy,model=text), or give "
+        "--models-to-run MODEL... as helm-run needs"
+    )
+
+
+def _parse_args(text: str, args_text: str, start: int) -> tuple[list[tuple[str, str]], list[str]]:
     if not args_text:
         raise _syntax(text, start + 1, "no arguments after ':'")
     args: list[tuple[str, str]] = []
+    warnings: list[str] = []
     seen: dict[str, int] = {}
     column = start + 1
     for part in args_text.split(","):
@@ -150,13 +172,20 @@ def _parse_args(text: str, args_text: str, start: int) -> list[tuple[str, str]]:
             problem = "has no value" if value == "" else "has spaces around its value"
             raise _syntax(text, column + len(key) + 1, f"{key}= {problem}")
         if key in seen:
-            raise _syntax(
-                text, column, f"{_shown(key)[1:-1]}= is given twice (first at column {seen[key]})"
+            # HELM builds a dict: the key keeps its first place and takes the last value.
+            index = next(i for i, (k, _) in enumerate(args) if k == key)
+            earlier = args[index][1]
+            args[index] = (key, value)
+            same = "the same value" if earlier == value else f"{earlier!r}, then {value!r}"
+            warnings.append(
+                f"run entry {_shown(text)}: {key}= is given twice (columns {seen[key]} and "
+                f"{column}, {same}); the last value is used, as HELM does"
             )
-        seen[key] = column
-        args.append((key, value))
+        else:
+            seen[key] = column
+            args.append((key, value))
         column += len(part) + 1
-    return args
+    return args, warnings
 
 
 def _shown(text: str) -> str:
