@@ -373,8 +373,10 @@ def pausing(owner, name):
     setattr(owner, name, wrapper)
 
 Store = cache_store.SqliteDirectoryStore
-for name in ("_open", "put_many", "delete_many", "retire", "_copy_file", "_merge"):
+for name in ("_open", "copy_entries", "prune_entries", "retire"):
     pausing(Store, name)
+for staged in (cache_store._StagedCopy, cache_store._StagedRelocation):
+    pausing(staged, "publish")
 try:
     main(sys.argv[3:])
 finally:
@@ -457,8 +459,8 @@ def test_a_cache_reader_never_fails_during_a_migration_in_place(
     shutil.copyfile(snapshots["v0.5.12"]["db"], db)
     cache = tmp_path / "cache"
     # meta splits over several hosts and keeps a tokenizer entry (so it is pruned, not
-    # renamed); aisingapore moves whole into a new shard (a file copy); together already
-    # exists (a merge); openai's entries stay.
+    # renamed); aisingapore moves whole into a new shard (its file renamed, after its backup
+    # is copied); together already exists (inserts); openai's entries stay.
     meta_models = ["meta/llama-7b", "meta/opt-175b", "meta/llama-3.1-70b-instruct"]
     shards: dict[str, dict[str, Any]] = {
         "meta": {

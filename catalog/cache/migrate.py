@@ -1,43 +1,60 @@
 """`catalog cache migrate`: HELM response-cache entries from creator-named shards to host-named
-shards.
+shards, each move by its cheapest correct method.
+
+Each source shard is read once: its keys, in key order, with their positions, held still by a
+read transaction while the shard is migrated. Routing the keys gives, per destination, the
+positions of the entries that go there. The moves themselves are the store's: a whole shard
+into an absent target is one file (copied, cloned or, in place, renamed after its backup was
+made), anything else is inserted in key order, by position, in large transactions, then read
+back and compared. Inserts start while the keys are still being routed, on a writer thread of
+their own (SQLite and the kernel do the copying without Python's lock), and a whole-shard
+file copy starts before the routing ends when the shard's rules predict one destination.
 
 Crash safety comes from the order of the steps, not from any record of progress: entries are
 copied into their target in committed transactions, read back and compared, and only then is a
 source shard renamed to `<shard>.sqlite.pre-migration` (or, with prune, its verified copies
-deleted). Re-running repeats the same steps on the same data, and an identical entry already in
-its target counts as present, so a run killed at any moment and run again ends where an
-uninterrupted run ends.
+deleted); a whole file is published under its name only once complete and compared. Re-running
+repeats the same steps on the same data, and an identical entry already in its target counts as
+present, so a run killed at any moment and run again ends where an uninterrupted run ends.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
+from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from catalog.cache.plan import Tally, probe, require_directory, unreadable
-from catalog.cache.report import CacheMigrationReport, ConflictCounts, ShardMigration, ShardPlan
+from catalog.cache.plan import Tally, require_directory, unreadable
+from catalog.cache.report import (
+    CacheMigrationReport,
+    ConflictCounts,
+    MoveMigration,
+    ShardMigration,
+    ShardPlan,
+)
 from catalog.cache.routing import Outcome, Router, catalog_router
 from catalog.cache.sqlite_store import SqliteDirectoryStore
 from catalog.cache.store import (
     CONFLICT_POLICIES,
+    FILE_COPY,
+    KEY_ORDER_INSERTS,
+    RENAME_BACKUP_COPY,
     CacheStore,
     ConflictPolicy,
-    Entry,
     PutCounts,
-    ShardCopy,
     ShardProblem,
-    SqlValue,
+    ShardSnapshot,
+    StagedMove,
     TargetConflictError,
-    entry_size,
-    same_value,
 )
 from catalog.db.failures import failure_hint
 from catalog.errors import CacheMigrationError
@@ -46,29 +63,36 @@ if TYPE_CHECKING:
     from catalog.db.connection import CatalogConnection
     from catalog.resolve.engine import ResolutionEngine
 
-# Entries are written to a target in transactions of up to this many bytes or rows; the
-# buffers of all targets together stay under BUFFER_BUDGET.
-FLUSH_BYTES = 16 * 2**20
+# Entries inserted into a target per transaction: large, so that commits are few, and bounded,
+# so that a transaction's pages stay near the writer's cache and a kill loses little work.
 FLUSH_ROWS = 20_000
-BUFFER_BUDGET = 32 * 2**20
 SQLITE_HEAP_LIMIT = 48 * 2**20
+WHOLE_SHARD = "whole shard"
+ROUTED = "routed"
 ProgressCallback = Callable[[int, int], None]
-# Chooses, from an entry's outcome, the shard it is written to in this pass (None: skip).
-_Choose = Callable[[Outcome], str | None]
+
+
+@dataclass
+class _Move:
+    """What went from one source shard to one target shard, and how."""
+
+    target: str
+    positions: array[int] = field(default_factory=lambda: array("q"))
+    submitted: int = 0
+    method: str = ""
+    seconds: float = 0.0
+    error: str | None = None
 
 
 @dataclass
 class _Run:
-    """The mutable record of one source shard while it is migrated.
-
-    `known_plan` comes from a pass over the keys; when that pass stopped early (the entries go
-    to several places), the entry-by-entry pass counts the plan into `tally`.
-    """
+    """The mutable record of one source shard while it is migrated."""
 
     shard: str
-    known_plan: ShardPlan | None
     write: bool
     tally: Tally = field(default_factory=Tally)
+    moves: dict[str, _Move] = field(default_factory=dict)
+    plan: ShardPlan | None = None
     moved: Counter[str] = field(default_factory=Counter)
     copied: int = 0
     already_present: int = 0
@@ -77,13 +101,14 @@ class _Run:
     failed: int = 0
     backup: str | None = None
     pruned: int = 0
-    verification_failed: bool = False
-    methods: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def plan(self, router: Router) -> ShardPlan:
-        return self.known_plan or self.tally.plan(self.shard, router)
+    def move(self, target: str) -> _Move:
+        found = self.moves.get(target)
+        if found is None:
+            found = self.moves[target] = _Move(target)
+        return found
 
     def add(self, destination: str, counts: PutCounts) -> None:
         if destination == self.shard:
@@ -94,23 +119,32 @@ class _Run:
         self.kept_target += counts.kept_target
         self.took_source += counts.took_source
 
-    def add_copy(self, destination: str, copy: ShardCopy) -> None:
-        self.add(destination, copy.counts)
-        self.method(copy.method)
-        if self.write and not copy.verified:
-            self.verification_failed = True
+    def fail(self, move: _Move, message: str, entries: int) -> None:
+        """The move cannot be made: its remaining entries stay where they are."""
+        if move.error is None:
+            move.error = message
+            self.errors.append(message)
+        self.failed += entries
 
     @property
     def clean(self) -> bool:
         """Nothing failed: every entry meant to move is verified in its target."""
-        return not (self.failed or self.errors or self.verification_failed)
-
-    def method(self, name: str) -> None:
-        if name not in self.methods:
-            self.methods.append(name)
+        return not (self.failed or self.errors)
 
     def freeze(self, router: Router) -> ShardMigration:
-        plan = self.plan(router)
+        plan = self.plan or self.tally.plan(self.shard, router)
+        moves = tuple(
+            MoveMigration(
+                target=move.target,
+                kind=WHOLE_SHARD if len(move.positions) == plan.entries else ROUTED,
+                method=move.method,
+                entries=len(move.positions),
+                seconds=move.seconds,
+            )
+            for move in self.moves.values()
+            if move.positions
+        )
+        methods = list(dict.fromkeys(move.method for move in moves if move.method))
         return ShardMigration(
             shard=self.shard,
             entries=plan.entries,
@@ -125,7 +159,8 @@ class _Run:
             backup=self.backup,
             pruned=self.pruned,
             verified=self.write and self.clean,
-            method=", ".join(self.methods) or "nothing to move",
+            method=", ".join(methods) or "nothing to move",
+            moves=moves,
             errors=tuple(self.errors),
             unrouted_reasons=dict(plan.unrouted_reasons),
             unrouted_examples=plan.unrouted_examples,
@@ -136,11 +171,14 @@ class _Run:
 class _Progress:
     def __init__(self, callback: ProgressCallback | None, total: int) -> None:
         self._callback = callback
+        self._lock = threading.Lock()
         self.total = total
         self.done = 0
 
     def advance(self, count: int) -> None:
-        if self._callback is not None and count:
+        if self._callback is None or not count:
+            return
+        with self._lock:
             self.done += count
             # In place, a shard may have grown since it was counted: never report past 100%.
             self.total = max(self.total, self.done)
@@ -152,20 +190,7 @@ class _Options:
     on_conflict: ConflictPolicy
     write: bool
     prune: bool
-
-
-@dataclass(frozen=True)
-class _Pass:
-    """One read of a source shard: which entries go where, and what else it records."""
-
-    choose: _Choose
-    tally: Tally | None = None
-    advance_all: bool = False
-    prune: bool = False
-
-
-def _moving(outcome: Outcome) -> str | None:
-    return outcome.host if outcome.kind == "move" else None
+    in_place: bool
 
 
 def migrate(
@@ -204,13 +229,12 @@ def migrate(
             raise CacheMigrationError(
                 f"{out}: the output directory is the cache directory; use --in-place"
             )
-    options = _Options(cast(ConflictPolicy, on_conflict), write=not dry_run, prune=prune)
+    options = _Options(
+        cast(ConflictPolicy, on_conflict), write=not dry_run, prune=prune, in_place=in_place
+    )
     source = SqliteDirectoryStore(cache_dir, readonly=dry_run or not in_place)
-    if in_place:
-        target: SqliteDirectoryStore = source
-    else:
-        assert out is not None
-        target = SqliteDirectoryStore(out, readonly=dry_run)
+    target_dir = cache_dir if out is None else out
+    target = source if in_place else SqliteDirectoryStore(target_dir, readonly=dry_run)
     router, chosen = catalog_router(
         connection,
         engine,
@@ -219,23 +243,21 @@ def migrate(
         name_problem=target.shard_name_problem,
     )
     if options.write:
-        _require_writable(out if out is not None else cache_dir, created=out is not None)
+        _require_writable(target_dir, created=out is not None)
         target.prepare_for_writing()
     listing = source.list_shards()
     problems = list(listing.problems)
+    total = _count_all(source, listing.shards) if progress is not None else 0
+    # The writer thread's own store: a store's connections belong to one thread.
+    written = SqliteDirectoryStore(target_dir, readonly=dry_run)
+    migration = _Migration(
+        source, target, written, router, options, problems, _Progress(progress, total)
+    )
     try:
         with _sqlite_heap_limit(SQLITE_HEAP_LIMIT):
-            if in_place:
-                runs = _migrate_in_place(
-                    source, listing.shards, router, options, problems, progress
-                )
-            else:
-                runs = _migrate_to_out(
-                    source, target, listing.shards, router, options, problems, progress
-                )
+            runs = migration.run(listing.shards)
     finally:
-        source.release()
-        target.release()
+        migration.close()
     shards = tuple(run.freeze(router) for run in runs)
     return CacheMigrationReport(
         cache_dir=cache_dir,
@@ -252,90 +274,338 @@ def migrate(
     )
 
 
-def _migrate_in_place(
-    store: SqliteDirectoryStore,
-    shards: Sequence[str],
-    router: Router,
-    options: _Options,
-    problems: list[ShardProblem],
-    callback: ProgressCallback | None,
-) -> list[_Run]:
-    """Each shard is read just before it is migrated: earlier shards may have added to it."""
-    progress = _Progress(callback, _count_all(store, shards) if callback is not None else 0)
-    store.release()
-    runs: list[_Run] = []
-    for shard in shards:
+@dataclass
+class _Staging:
+    """A whole-shard file move started on the writer while the keys are routed."""
+
+    move: StagedMove
+    destination: str
+    failure: BaseException | None = None
+    seconds: float = 0.0
+
+    def prepare(self) -> None:
         started = time.perf_counter()
         try:
-            # Pruning needs the whole plan first: only a shard that keeps entries is pruned.
-            known = probe(store, shard, router, complete=options.prune)
-        except sqlite3.DatabaseError as error:
-            problems.append(unreadable(shard, error))
-            store.release()
-            continue
-        run = _Run(shard, known, options.write)
-        runs.append(run)
-        with _shard_errors(run, store, shard):
-            _move_entries(run, store, store, router, options, progress, in_place=True)
-        plan = run.plan(router)
-        all_left = plan.stays == plan.unrouted == 0
-        if options.write and plan.moves and all_left and run.clean:
-            store.release()
-            with _shard_errors(run, store, shard):
-                run.backup = store.retire(shard)
-        store.release()
-        run.seconds += time.perf_counter() - started
-    return runs
+            self.move.prepare()
+        except (OSError, CacheMigrationError) as error:
+            self.failure = error
+        self.seconds += time.perf_counter() - started
 
 
-def _migrate_to_out(
-    source: SqliteDirectoryStore,
-    target: SqliteDirectoryStore,
-    shards: Sequence[str],
-    router: Router,
-    options: _Options,
-    problems: list[ShardProblem],
-    callback: ProgressCallback | None,
-) -> list[_Run]:
-    """Staying entries first, for every shard, then the moves.
+class _Migration:
+    """The shards in name order, each routed on this thread while its moves are made on the
+    writer thread; each shard's moves are finished before the next shard is read.
 
-    So a host's own entries are already the target's content when another shard's entries
-    arrive, as they are in place, and conflicts are decided the same way.
+    With `--out`, a host's own (staying) entries must be the content of its new shard before
+    another shard's entries arrive, as they are in place, so that conflicts are decided the
+    same way in both modes: moves into a host that is itself a source shard not yet migrated
+    wait, as positions, until that shard has been.
     """
-    runs: list[_Run] = []
-    for shard in shards:
+
+    def __init__(
+        self,
+        source: SqliteDirectoryStore,
+        target: SqliteDirectoryStore,
+        written: SqliteDirectoryStore,
+        router: Router,
+        options: _Options,
+        problems: list[ShardProblem],
+        progress: _Progress,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.written = written
+        self.router = router
+        self.options = options
+        self.problems = problems
+        self.progress = progress
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
+        self._pending: list[Future[None]] = []
+        self._sources: set[str] = set()
+        self._current: str | None = None
+        self._opened: set[str] = set()
+        self._touched: set[str] = set()
+        self._waiting: dict[str, list[tuple[_Run, _Move]]] = {}
+
+    def close(self) -> None:
+        try:
+            self._barrier()
+        finally:
+            self._writer.shutdown(wait=True)
+            self.written.release()
+            self.source.release()
+            self.target.release()
+
+    def run(self, shards: Sequence[str]) -> list[_Run]:
+        self._sources = set(shards)
+        runs: list[_Run] = []
+        for shard in shards:
+            started = time.perf_counter()
+            self._current = shard
+            run = _Run(shard, self.options.write)
+            try:
+                snapshot = self.source.snapshot(shard)
+            except sqlite3.DatabaseError as error:
+                self.problems.append(unreadable(shard, error))
+                self._open(shard)
+                continue
+            runs.append(run)
+            try:
+                self._migrate_shard(run, snapshot)
+            finally:
+                snapshot.close()
+                self._barrier()
+                self.written.release()
+                self.source.release()
+            self._open(shard)
+            run.seconds += time.perf_counter() - started
+        self._current = None
+        for destination in list(self._waiting):
+            self._open(destination)
+        self._barrier()
+        return runs
+
+    # One shard ------------------------------------------------------------------------------
+
+    def _migrate_shard(self, run: _Run, snapshot: ShardSnapshot) -> None:
+        shard = run.shard
+        staging = self._stage(run, self._predicted(shard))
+        streaming = staging is None and self.options.on_conflict != "fail"
+        try:
+            self._route(run, snapshot, streaming=streaming)
+        except sqlite3.DatabaseError as error:
+            self._barrier()
+            if staging is not None:
+                staging.move.discard()
+            run.errors.append(_with_hint(f"{self.source.describe(shard)}: {error}", error))
+            return
+        plan = run.plan = run.tally.plan(shard, self.router)
+        sole = self._sole_destination(run, plan)
+        if staging is not None and staging.destination != sole:
+            self._barrier()
+            staging.move.discard()
+            staging = None
+        if staging is None and sole is not None and run.moves[sole].submitted == 0:
+            # Routing found one destination that the rules did not predict.
+            staging = self._stage(run, sole)
+            if not self.options.write:
+                self._note_dry_run_method(run, sole)
+        if staging is not None and self._publish(run, staging):
+            return
+        for move in run.moves.values():
+            self._submit_rest(run, move)
+        if self.options.in_place:
+            self._barrier()
+            snapshot.close()
+            self._finish_in_place(run, plan)
+
+    def _predicted(self, shard: str) -> str | None:
+        outcome = self.router.routing(shard).likely_outcome()
+        return None if outcome is None else self._destination(shard, outcome)
+
+    def _stage(self, run: _Run, destination: str | None) -> _Staging | None:
+        """Start a whole-shard file move into `destination` on the writer, if nothing has
+        been written there in this run and the store has such a way (the target is absent)."""
+        if destination is None or not self._stageable(destination):
+            return None
+        try:
+            if self.options.in_place:
+                staged = self.target.stage_relocation(run.shard, destination)
+            else:
+                staged = self.target.stage_copy(self.source, run.shard, destination)
+        except (sqlite3.DatabaseError, OSError, CacheMigrationError):
+            return None  # the inserts will meet the problem and report it
+        if staged is None:
+            return None
+        staging = _Staging(staged, destination)
+        self._touched.add(destination)
+        self._submit(staging.prepare)
+        return staging
+
+    def _stageable(self, destination: str) -> bool:
+        return self.options.write and destination not in self._touched and self._ready(destination)
+
+    def _note_dry_run_method(self, run: _Run, destination: str) -> None:
+        """A dry run names the method a run would use for a whole-shard move."""
+        if destination in self._touched or not self._ready(destination):
+            return
+        with suppress(sqlite3.DatabaseError, OSError, CacheMigrationError):
+            if not self.target.exists(destination) and self.source.is_plain_cache_file(run.shard):
+                run.move(destination).method = (
+                    RENAME_BACKUP_COPY if self.options.in_place else FILE_COPY
+                )
+
+    def _publish(self, run: _Run, staging: _Staging) -> bool:
+        """After routing confirmed a whole-shard move: publish the file prepared meanwhile.
+        False if a file appeared under its name meanwhile (the entries are inserted instead)."""
+        self._barrier()
+        move = run.move(staging.destination)
+        entries = len(move.positions)
         started = time.perf_counter()
         try:
-            # The whole plan first: a shard with nothing staying needs no staying pass.
-            run = _Run(shard, probe(source, shard, router, complete=True), options.write)
-        except sqlite3.DatabaseError as error:
-            problems.append(unreadable(shard, error))
-            continue
-        finally:
-            source.release()
-        run.seconds += time.perf_counter() - started
-        runs.append(run)
-    total = 0
-    if callback is not None:
-        total = sum(run.known_plan.entries for run in runs if run.known_plan is not None)
-        total += _count_all(source, [run.shard for run in runs if run.known_plan is None])
-    progress = _Progress(callback, total)
-    for run in runs:
-        started = time.perf_counter()
-        with _shard_errors(run, target, run.shard):
-            _copy_staying(run, source, target, router, options, progress)
-        source.release()
-        target.release()
-        run.seconds += time.perf_counter() - started
-    for run in runs:
-        started = time.perf_counter()
-        if not run.errors:
-            with _shard_errors(run, target, run.shard):
-                _move_entries(run, source, target, router, options, progress, in_place=False)
-        source.release()
-        target.release()
-        run.seconds += time.perf_counter() - started
-    return runs
+            if staging.failure is not None:
+                raise staging.failure
+            if not staging.move.publish():
+                return False
+        except (OSError, CacheMigrationError) as error:
+            staging.move.discard()
+            message = _message(error, self.target, staging.destination)
+            run.fail(move, _with_hint(message, error), entries)
+        else:
+            move.method = staging.move.method
+            run.add(staging.destination, PutCounts(inserted=entries))
+            run.backup = staging.move.backup
+        move.submitted = entries
+        move.seconds += staging.seconds + time.perf_counter() - started
+        self.progress.advance(entries)
+        return True
+
+    def _route(self, run: _Run, snapshot: ShardSnapshot, *, streaming: bool) -> None:
+        """Route every key; note each entry's position under its destination, and hand the
+        writer a batch as soon as a destination has FLUSH_ROWS of them."""
+        shard, route = run.shard, self.router.route
+        count, destination_of = run.tally.count, self._destination
+        positions: dict[str, array[int]] = {}
+        destinations: dict[Outcome, str | None] = {}
+        for chunk in snapshot.positioned_keys():
+            staying = 0
+            for position, key in chunk:
+                outcome = route(shard, key)
+                count(key, outcome)
+                try:
+                    destination = destinations[outcome]
+                except KeyError:
+                    destination = destinations[outcome] = destination_of(shard, outcome)
+                if destination is None:
+                    staying += 1
+                    continue
+                found = positions.get(destination)
+                if found is None:
+                    found = positions[destination] = run.move(destination).positions
+                found.append(position)
+            self.progress.advance(staying)
+            if streaming:
+                for destination, found in positions.items():
+                    move = run.moves[destination]
+                    if len(found) - move.submitted >= FLUSH_ROWS and self._ready(destination):
+                        self._submit_batches(run, move, whole_only=True)
+
+    def _sole_destination(self, run: _Run, plan: ShardPlan) -> str | None:
+        """The one destination of every entry of the shard, if there is one."""
+        moves = [move for move in run.moves.values() if move.positions]
+        if len(moves) == 1 and len(moves[0].positions) == plan.entries:
+            return moves[0].target
+        return None
+
+    def _finish_in_place(self, run: _Run, plan: ShardPlan) -> None:
+        """Prune the verified copies from a shard that keeps entries, or set aside a shard all
+        of whose entries left (only now: every move is verified)."""
+        if not (self.options.write and plan.moves) or run.backup is not None:
+            return
+        if plan.stays or plan.unrouted:
+            if self.options.prune:
+                for move in run.moves.values():
+                    if move.error is None:
+                        self._submit_prune(run, move)
+                self._barrier()
+            return
+        if run.clean:
+            self.written.release()
+            self.source.release()
+            with _shard_errors(run, self.source, run.shard):
+                run.backup = self.source.retire(run.shard)
+
+    def _destination(self, shard: str, outcome: Outcome) -> str | None:
+        """Where an entry goes in this run: its host's shard; with --out, an entry that
+        stays goes to its own shard of the new layout; in place it is not touched."""
+        if outcome.kind == "move":
+            return outcome.host
+        return None if self.options.in_place else shard
+
+    # The writer -----------------------------------------------------------------------------
+
+    def _ready(self, destination: str) -> bool:
+        """Can entries go into `destination` now (see the class docstring)?"""
+        if self.options.in_place or destination not in self._sources:
+            return True
+        return destination in self._opened or destination == self._current
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        self._pending.append(self._writer.submit(job))
+
+    def _barrier(self) -> None:
+        """Wait for every job handed to the writer; a job's own errors are in its run."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def _submit_rest(self, run: _Run, move: _Move) -> None:
+        """Every position of `move` not handed over yet, or, if its destination cannot take
+        them yet, the move waits for it."""
+        if move.submitted >= len(move.positions):
+            return
+        if not self._ready(move.target):
+            self._waiting.setdefault(move.target, []).append((run, move))
+            return
+        if self.options.on_conflict == "fail" and move.submitted == 0:
+            self._submit(lambda: self._check_conflicts(run, move))
+        self._submit_batches(run, move, whole_only=False)
+
+    def _submit_batches(self, run: _Run, move: _Move, *, whole_only: bool) -> None:
+        self._touched.add(move.target)
+        end = len(move.positions)
+        while move.submitted < end and (not whole_only or end - move.submitted >= FLUSH_ROWS):
+            start, move.submitted = move.submitted, min(move.submitted + FLUSH_ROWS, end)
+            self._submit_batch(run, move, move.positions[start : move.submitted])
+
+    def _open(self, shard: str) -> None:
+        """`shard`'s own entries are in its new shard (--out): what waited for it may go."""
+        self._opened.add(shard)
+        for run, move in self._waiting.pop(shard, []):
+            self._submit_rest(run, move)
+
+    def _check_conflicts(self, run: _Run, move: _Move) -> None:
+        """`--on-conflict fail`: a target that would conflict is left untouched as a whole."""
+        with _move_errors(run, move, self.written, 0):
+            conflicts = self.written.count_conflicts(
+                self.source, run.shard, move.positions, move.target
+            )
+            if conflicts:
+                raise TargetConflictError(self.written.describe(move.target), conflicts)
+
+    def _submit_batch(self, run: _Run, move: _Move, batch: array[int]) -> None:
+        def copy() -> None:
+            started = time.perf_counter()
+            if move.error is not None:
+                run.failed += len(batch)
+            else:
+                with _move_errors(run, move, self.written, len(batch)):
+                    counts = self.written.copy_entries(
+                        self.source,
+                        run.shard,
+                        batch,
+                        move.target,
+                        self.options.on_conflict,
+                        write=self.options.write,
+                    )
+                    run.add(move.target, counts)
+                    move.method = move.method or KEY_ORDER_INSERTS
+            move.seconds += time.perf_counter() - started
+            self.progress.advance(len(batch))
+
+        self._submit(copy)
+
+    def _submit_prune(self, run: _Run, move: _Move) -> None:
+        for start in range(0, len(move.positions), FLUSH_ROWS):
+            batch = move.positions[start : start + FLUSH_ROWS]
+
+            def prune(batch: array[int] = batch) -> None:
+                with _shard_errors(run, self.written, run.shard):
+                    run.pruned += self.written.prune_entries(
+                        run.shard, batch, self.written, move.target
+                    )
+
+            self._submit(prune)
 
 
 def _count_all(store: CacheStore, shards: Sequence[str]) -> int:
@@ -370,288 +640,31 @@ def _sqlite_heap_limit(limit: int) -> Iterator[None]:
         connection.close()
 
 
+def _message(error: BaseException, store: CacheStore, shard: str) -> str:
+    if isinstance(error, CacheMigrationError):
+        return str(error)
+    if isinstance(error, OSError):
+        return f"{error.filename or store.describe(shard)}: {error.strerror or error}"
+    return f"{store.describe(shard)}: {error}"
+
+
+@contextmanager
+def _move_errors(run: _Run, move: _Move, store: CacheStore, entries: int) -> Iterator[None]:
+    """An error stops this move only (its other batches are skipped): reported, and the
+    entries stay where they are."""
+    try:
+        yield
+    except (sqlite3.DatabaseError, OSError, CacheMigrationError) as error:
+        run.fail(move, _with_hint(_message(error, store, move.target), error), entries)
+
+
 @contextmanager
 def _shard_errors(run: _Run, store: CacheStore, shard: str) -> Iterator[None]:
     """An error stops this step of this shard only; it is reported and the run goes on."""
     try:
         yield
-    except sqlite3.DatabaseError as error:
-        run.errors.append(_with_hint(f"{store.describe(shard)}: {error}", error))
-    except OSError as error:
-        where = error.filename or store.describe(shard)
-        run.errors.append(_with_hint(f"{where}: {error.strerror or error}", error))
-    except CacheMigrationError as error:
-        run.errors.append(_with_hint(str(error), error))
-
-
-def _copy_staying(
-    run: _Run,
-    source: CacheStore,
-    target: CacheStore,
-    router: Router,
-    options: _Options,
-    progress: _Progress,
-) -> None:
-    """`--out`: the entries that stay (and unrouted ones) into the same shard of the new layout.
-
-    Without a plan yet, this pass also counts it.
-    """
-    shard, known = run.shard, run.known_plan
-    if known is not None and not (known.stays or known.unrouted):
-        return
-    if known is not None and not known.moves:
-        copy = target.copy_shard(source, shard, shard, options.on_conflict, write=options.write)
-        if copy is not None:
-            run.add_copy(shard, copy)
-            progress.advance(known.entries)
-            return
-    staying = _Pass(
-        choose=lambda outcome: shard if outcome.kind != "move" else None,
-        tally=run.tally if known is None else None,
-    )
-    _copy_routed(run, source, target, router, staying, options, progress)
-
-
-def _move_entries(
-    run: _Run,
-    source: CacheStore,
-    target: CacheStore,
-    router: Router,
-    options: _Options,
-    progress: _Progress,
-    *,
-    in_place: bool,
-) -> None:
-    """The entries that leave the shard: all at once if they share one host, else one by one."""
-    shard, known = run.shard, run.known_plan
-    if known is not None:
-        if not known.moves:
-            if in_place:
-                progress.advance(known.entries)
-            return
-        if known.single_host is not None:
-            try:
-                copy = target.copy_shard(
-                    source, shard, known.single_host, options.on_conflict, write=options.write
-                )
-            except CacheMigrationError:
-                run.failed += known.entries
-                raise
-            if copy is not None:
-                run.add_copy(known.single_host, copy)
-                progress.advance(known.entries)
-                return
-    # In place, this pass reads every entry; with --out the staying pass counted the plan.
-    moving = _Pass(
-        choose=_moving,
-        tally=run.tally if known is None and in_place else None,
-        advance_all=in_place,
-        prune=options.prune and known is not None and bool(known.stays or known.unrouted),
-    )
-    _copy_routed(run, source, target, router, moving, options, progress)
-
-
-def _copy_routed(
-    run: _Run,
-    source: CacheStore,
-    target: CacheStore,
-    router: Router,
-    how: _Pass,
-    options: _Options,
-    progress: _Progress,
-) -> None:
-    """Entry by entry. With `--on-conflict fail`, a read-only pass first finds the targets that
-    would conflict, so that they are left untouched while the others receive their entries."""
-    excluded: dict[str, str] = {}
-    if options.on_conflict == "fail" and options.write:
-        check = _Pass(choose=how.choose)
-        scratch = _Run(run.shard, None, write=False)
-        _copy_pass(scratch, source, target, router, check, options, excluded, None, write=False)
-    method = "per entry" if options.write else "per entry (dry run)"
-    run.method(method)
-    _copy_pass(run, source, target, router, how, options, excluded, progress, write=options.write)
-    run.errors.extend(excluded.values())
-
-
-class _Batches:
-    """Entries waiting for their target, by target, so that each transaction is large.
-
-    Bounded in bytes: a target's batch is written when it is full, and the fullest batch
-    whenever all of them together pass BUFFER_BUDGET.
-    """
-
-    def __init__(self, write: Callable[[str, list[Entry]], None]) -> None:
-        self._write = write
-        self._entries: dict[str, list[Entry]] = {}
-        self._sizes: dict[str, int] = {}
-        self._total = 0
-
-    def add(self, destination: str, entries: list[Entry]) -> None:
-        added = sum(entry_size(key, value) for key, value in entries)
-        batch = self._entries.setdefault(destination, [])
-        batch += entries
-        size = self._sizes[destination] = self._sizes.get(destination, 0) + added
-        self._total += added
-        if size >= FLUSH_BYTES or len(batch) >= FLUSH_ROWS:
-            self.flush(destination)
-
-    def fit_budget(self) -> None:
-        while self._total > BUFFER_BUDGET and self._sizes:
-            self.flush(max(self._sizes, key=self._sizes.__getitem__))
-
-    def flush(self, destination: str) -> None:
-        self._total -= self._sizes.pop(destination, 0)
-        entries = self._entries.pop(destination, [])
-        if entries:
-            entries.sort(key=_entry_key)
-            self._write(destination, entries)
-
-    def flush_all(self) -> None:
-        for destination in list(self._entries):
-            self.flush(destination)
-
-
-class _Writer:
-    """Writes batches one at a time, on a background thread if asked.
-
-    SQLite releases the GIL while it works, so the next batch is read and routed while the
-    previous one is written and verified. One batch at most is in flight, and batches are
-    written in the order they were handed over: the result is the same as writing in line.
-    """
-
-    def __init__(self, write: Callable[[str, list[Entry]], None], *, background: bool) -> None:
-        self._write = write
-        self._executor = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
-            if background
-            else None
-        )
-        self._in_flight: Future[None] | None = None
-
-    def __call__(self, destination: str, entries: list[Entry]) -> None:
-        if self._executor is None:
-            self._write(destination, entries)
-            return
-        self.wait()
-        self._in_flight = self._executor.submit(self._write, destination, entries)
-
-    def wait(self) -> None:
-        """Block until the batch in flight is written; its error, if any, is raised here."""
-        in_flight, self._in_flight = self._in_flight, None
-        if in_flight is not None:
-            in_flight.result()
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-
-
-def _copy_pass(
-    run: _Run,
-    source: CacheStore,
-    target: CacheStore,
-    router: Router,
-    how: _Pass,
-    options: _Options,
-    excluded: dict[str, str],
-    progress: _Progress | None,
-    *,
-    write: bool,
-) -> None:
-    shard = run.shard
-
-    def write_batch(destination: str, entries: list[Entry]) -> None:
-        if destination in excluded:
-            run.failed += len(entries)
-            return
-        try:
-            identical = _write_verified(run, target, destination, entries, options, write=write)
-        except CacheMigrationError as error:
-            excluded[destination] = str(error)
-            run.failed += len(entries)
-            return
-        if how.prune and identical:
-            run.pruned += source.delete_many(shard, identical)
-
-    # Pruning deletes from the shard being read: that stays on this thread.
-    writer = _Writer(write_batch, background=write and not how.prune)
-    batches = _Batches(writer)
-    route, choose, tally = router.route, how.choose, how.tally
-    try:
-        for chunk in source.iter_entries(shard):
-            by_destination: dict[str, list[Entry]] = {}
-            for entry in chunk:
-                outcome = route(shard, entry[0])
-                if tally is not None:
-                    tally.count(entry[0], outcome)
-                destination = choose(outcome)
-                if destination is not None:
-                    by_destination.setdefault(destination, []).append(entry)
-            for destination, entries in by_destination.items():
-                batches.add(destination, entries)
-            batches.fit_budget()
-            if progress is not None:
-                chosen = sum(len(entries) for entries in by_destination.values())
-                progress.advance(len(chunk) if how.advance_all else chosen)
-        batches.flush_all()
-    finally:
-        writer.close()
-
-
-def _write_verified(
-    run: _Run,
-    target: CacheStore,
-    destination: str,
-    entries: Sequence[Entry],
-    options: _Options,
-    *,
-    write: bool,
-) -> list[str]:
-    """Write one batch in one transaction, then read it back: the keys now identical there."""
-    if not write:
-        found = target.get_many(destination, [key for key, _ in entries])
-        run.add(destination, _would_put(target, destination, entries, found, options.on_conflict))
-        return []
-    counts = target.put_many(destination, entries, options.on_conflict)
-    matching = target.count_matching(destination, entries)
-    if matching.present != len(entries) or matching.identical != len(entries) - counts.kept_target:
-        run.verification_failed = True
-        raise CacheMigrationError(
-            f"{target.describe(destination)}: verification failed: "
-            f"{len(entries) - matching.present} entries missing and "
-            f"{matching.present - matching.identical - counts.kept_target} different after "
-            "writing; the source is kept"
-        )
-    run.add(destination, counts)
-    if not counts.kept_target:
-        return [key for key, _ in entries]
-    found = target.get_many(destination, [key for key, _ in entries])
-    return [key for key, value in entries if key in found and same_value(found[key], value)]
-
-
-def _would_put(
-    target: CacheStore,
-    shard: str,
-    entries: Sequence[Entry],
-    found: Mapping[str, SqlValue],
-    on_conflict: ConflictPolicy,
-) -> PutCounts:
-    """What put_many would do, from a lookup only (dry runs and the `fail` pre-check)."""
-    present = sum(1 for key, value in entries if key in found and same_value(found[key], value))
-    differing = sum(
-        1 for key, value in entries if key in found and not same_value(found[key], value)
-    )
-    if differing and on_conflict == "fail":
-        raise TargetConflictError(target.describe(shard), differing)
-    return PutCounts(
-        inserted=len(entries) - present - differing,
-        already_present=present,
-        kept_target=differing if on_conflict == "keep-target" else 0,
-        took_source=differing if on_conflict == "keep-source" else 0,
-    )
+    except (sqlite3.DatabaseError, OSError, CacheMigrationError) as error:
+        run.errors.append(_with_hint(_message(error, store, shard), error))
 
 
 def _require_writable(directory: Path, *, created: bool) -> None:
@@ -684,8 +697,3 @@ def _with_hint(message: str, error: BaseException) -> str:
     """`message` and, for a full disk or an unwritable file, what to do about it."""
     hint = failure_hint(error, catalog=False)
     return message if hint is None or hint in message else f"{message} (hint: {hint})"
-
-
-def _entry_key(entry: Entry) -> str:
-    """Batches are written and read back in key order: the key index is then walked in order."""
-    return entry[0]

@@ -55,9 +55,15 @@ def plan(
 
 def plan_shard(store: CacheStore, shard: str, router: Router) -> ShardPlan:
     """One pass over the keys of `shard` (values are not read)."""
-    found = probe(store, shard, router, complete=True)
-    assert found is not None
-    return found
+    tally = Tally()
+    snapshot = store.snapshot(shard)
+    try:
+        for chunk in snapshot.positioned_keys():
+            for _, key in chunk:
+                tally.count(key, router.route(shard, key))
+    finally:
+        snapshot.close()
+    return tally.plan(shard, router)
 
 
 @dataclass
@@ -92,25 +98,6 @@ class Tally:
             unrouted_examples=tuple(self.examples),
             has_candidates=bool(router.routing(shard).candidates),
         )
-
-
-def probe(store: CacheStore, shard: str, router: Router, *, complete: bool) -> ShardPlan | None:
-    """The shard's plan, from its keys alone.
-
-    Unless `complete`, None as soon as entries are seen going to two places: such a shard is
-    migrated entry by entry, and that pass counts the plan as it goes (one read, not two).
-    """
-    tally = Tally()
-    places: set[str | None] = set()
-    for keys in store.iter_keys(shard):
-        for key in keys:
-            outcome = router.route(shard, key)
-            tally.count(key, outcome)
-            if not complete:
-                places.add(outcome.host if outcome.kind == "move" else None)
-                if len(places) > 1:
-                    return None
-    return tally.plan(shard, router)
 
 
 def unreadable(shard: str, error: Exception) -> ShardProblem:

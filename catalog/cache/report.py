@@ -86,12 +86,35 @@ class ConflictCounts(Record):
 
 
 @dataclass(frozen=True)
+class MoveMigration(Record):
+    """One move: the entries of a source shard that went to one target shard, and how.
+
+    `kind` is `whole shard` (every entry of the source went there) or `routed` (some of
+    them); `method` is how the move was made: `reflink` or `file copy` (a whole shard into
+    an absent target, published when complete), `rename, backup by file copy` or `rename,
+    backup by reflink` (the same in place: the shard's own file takes the target's name once
+    its backup is made), `inserts in key order` (into an existing target, or part of a
+    shard); empty if nothing was done. `seconds` is the time spent writing and verifying it.
+    """
+
+    target: str
+    kind: str
+    method: str
+    entries: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "seconds": round(self.seconds, 3)}
+
+
+@dataclass(frozen=True)
 class ShardMigration(Record):
     """What the migration did with one source shard.
 
     `moved` counts entries newly written into each host shard; `already_present` and the
     conflicts count every entry the run wrote or found (with `--out`, the staying entries copied
     into the new layout too). `failed` entries were not moved (a refused or failing target).
+    `moves` says, per target, how the move was made; `method` lists those methods.
     """
 
     shard: str
@@ -108,6 +131,7 @@ class ShardMigration(Record):
     pruned: int
     verified: bool
     method: str
+    moves: tuple[MoveMigration, ...]
     errors: tuple[str, ...]
     unrouted_reasons: Mapping[str, int]
     unrouted_examples: tuple[UnroutedExample, ...]

@@ -102,6 +102,8 @@ def _parse_json(text: str) -> Any:
 
 def key_identifiers(key: str) -> KeyIdentifiers:
     """The identifiers of a cache key (HELM's `json.dumps(request, sort_keys=True)`)."""
+    if not isinstance(key, str):
+        return NO_IDENTIFIERS  # a BLOB key (not HELM's): it names nothing
     try:
         request = _parse_json(key)
     except (ValueError, RecursionError):
@@ -185,6 +187,20 @@ class ShardRouting:
                 f"served by several hosts ({', '.join(hosts)})",
             )
         return self._to(hosts[0])
+
+    def likely_outcome(self) -> Outcome | None:
+        """What nearly every entry becomes, if all the shard's candidates lead to one place.
+
+        A guess, from the rules alone: it lets a migration start copying a whole shard while
+        its keys are still being routed. The routed keys decide; a wrong guess costs only the
+        copy it started.
+        """
+        if not self.candidates:
+            return STAY_NO_CANDIDATES
+        targets = {candidate.target for candidate in self.candidates}
+        if len(targets) == 1 and None not in targets:
+            return self._fallback
+        return None
 
     def _without_match(self) -> Outcome:
         hosts = sorted({c.target for c in self.candidates if c.target is not None})

@@ -1,33 +1,48 @@
 """HELM's SQLite cache directory as a `CacheStore`: `<directory>/<shard>.sqlite`, sqlitedict's
 table `unnamed`.
 
+Every move is made by the cheapest method that is correct for it:
+
+- a whole shard into an absent target is a file: cloned (reflink) where the file system can,
+  else copied by the kernel into a file whose space is reserved first, compared byte for
+  byte, and published under its name in one step (`StagedMove`);
+- in place, such a shard keeps its file and only changes its name (an atomic rename that
+  never replaces a file), after its backup was copied beside it and verified;
+- anything else (a whole shard into an existing target, some entries of a shard) is inserted
+  in key order, by rowid, from the source attached to the target: the key index of the target
+  then fills along its edge instead of at random, no value passes through Python, and the
+  rows are read back and compared in the same way after each transaction.
+
 Values are never decoded: they are moved as the bytes SQLite holds, so a value that is not a
 valid pickle, or one whose unpickling would run code, moves unchanged and harmlessly.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
+import sys
 from collections.abc import Iterator, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from catalog.cache.store import (
+    FILE_COPY,
+    REFLINK,
+    RENAME_BACKUP_COPY,
+    RENAME_BACKUP_REFLINK,
     CacheStore,
     ConflictPolicy,
-    Entry,
-    Matching,
+    Position,
     PutCounts,
-    ShardCopy,
     ShardListing,
     ShardProblem,
-    SqlValue,
+    ShardSnapshot,
+    StagedMove,
     TargetConflictError,
     TargetRefusedError,
-    entry_size,
-    same_value,
 )
 from catalog.errors import CacheMigrationError
 
@@ -38,20 +53,56 @@ TABLE: Final = "unnamed"
 # sqlitedict 2.1's table, byte for byte: HELM finds a shard we create exactly as one it made.
 CREATE_TABLE_SQL: Final = f'CREATE TABLE IF NOT EXISTS "{TABLE}" (key TEXT PRIMARY KEY, value BLOB)'
 
+# Keys read at a time when a shard's keys are routed.
 CHUNK_ROWS = 2_000
-CHUNK_BYTES = 8 * 2**20
-# Rows fetched at a time within a chunk (a chunk can pass CHUNK_BYTES by this many values).
-FETCH_ROWS = 64
-# A writer's page cache: random inserts into the key index stay mostly in memory. SQLite's
-# own default (2 MB) makes inserts of ~1 KB keys about 40% slower.
+# A writer's page cache. Larger caches measured no faster for inserts in key order (the
+# index is written along its edge); SQLite's own default (2 MB) is about 40% slower for
+# inserts at random.
 WRITE_CACHE_KIB = 8 * 1024
-# Under SQLite's historical limit of 999 bound parameters per statement.
-LOOKUP_BATCH = 900
 BUSY_TIMEOUT_SECONDS = 30.0
-_COPY_BLOCK = 2**20
+_COMPARE_BLOCK = 8 * 2**20
+_COPY_CHUNK = 2**30
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SQLITE_COMPANIONS = (f"{SHARD_SUFFIX}-journal", f"{SHARD_SUFFIX}-wal", f"{SHARD_SUFFIX}-shm")
 _MAX_NAME_BYTES = 200
+# Linux's ioctl to clone a file's extents (reflink), and renameat2's flag not to replace.
+_FICLONE: Final = 0x40049409
+_RENAME_NOREPLACE: Final = 1
+_AT_FDCWD: Final = -100
+
+# The source's entries named by a JSON array of rowids, in the array's order: json_each runs
+# the outer loop, so each row is fetched by rowid and inserted in the order given (key order).
+_SELECTED: Final = (
+    f'FROM json_each(:positions) AS m CROSS JOIN source."{TABLE}" AS s ON s.rowid = m.value'
+)
+_INSERT_SELECTED: Final = (
+    f'INSERT INTO main."{TABLE}" (key, value) SELECT s.key, s.value {_SELECTED} '
+    "WHERE true ON CONFLICT (key) DO NOTHING"
+)
+# (found in the source, of them present in the target, of those with the same value)
+_COMPARE_BY_KEY: Final = (
+    "SELECT count(*), count(t.key), count(CASE WHEN t.value IS s.value THEN 1 END) "
+    f'{_SELECTED} LEFT JOIN main."{TABLE}" AS t ON t.key = s.key'
+)
+# Rows inserted by one statement into a table take consecutive rowids after the largest: the
+# n-th source row must then be the row `first + n` of the target, key and value.
+_COMPARE_BY_ROWID: Final = (
+    f'SELECT count(*) {_SELECTED} CROSS JOIN main."{TABLE}" AS t ON t.rowid = :first + m.key '
+    "WHERE t.key IS s.key AND t.value IS s.value"
+)
+_COUNT_CONFLICTS: Final = (
+    f'SELECT count(*) {_SELECTED} JOIN main."{TABLE}" AS t ON t.key = s.key '
+    "WHERE t.value IS NOT s.value"
+)
+_TAKE_SOURCE: Final = (
+    f'UPDATE main."{TABLE}" AS t SET value = s.value FROM (SELECT s.key, s.value {_SELECTED}) '
+    "AS s WHERE t.key = s.key AND t.value IS NOT s.value"
+)
+_PRUNE: Final = (
+    f'DELETE FROM main."{TABLE}" WHERE rowid IN (SELECT s.rowid FROM json_each(:positions) AS m '
+    f'CROSS JOIN main."{TABLE}" AS s ON s.rowid = m.value '
+    f'JOIN dest."{TABLE}" AS t ON t.key = s.key AND t.value IS s.value)'
+)
 
 
 def shard_name_problem(name: str) -> str | None:
@@ -77,7 +128,8 @@ class SqliteDirectoryStore(CacheStore):
     Read-only stores open every file with SQLite's `mode=ro` (never `immutable`, which would
     ignore another process's writes), so the directory is never changed: no journal, -wal or
     -shm file is created. Files in WAL mode are refused for that reason (sqlitedict never
-    writes them).
+    writes them). One instance belongs to one thread at a time: a migration that writes on a
+    thread of its own gives that thread its own instance.
     """
 
     def __init__(self, directory: Path, *, readonly: bool) -> None:
@@ -225,6 +277,11 @@ class SqliteDirectoryStore(CacheStore):
             temporary.unlink(missing_ok=True)
         _fsync_directory(self.directory)
 
+    def _writable(self, shard: str) -> sqlite3.Connection:
+        if self.readonly:
+            raise TargetRefusedError(f"{self.describe(shard)}: the cache is opened read-only")
+        return self._connection(shard, create=True)
+
     def release(self) -> None:
         connections, self._connections = self._connections, {}
         for connection in connections.values():
@@ -238,9 +295,10 @@ class SqliteDirectoryStore(CacheStore):
     def prepare_for_writing(self) -> None:
         if self.readonly or not self.directory.is_dir():
             return
-        for path in self.directory.glob(f"*{SHARD_SUFFIX}{TEMP_SUFFIX}"):
-            if path.is_file() and not path.is_symlink():
-                path.unlink()
+        for pattern in (f"*{SHARD_SUFFIX}{TEMP_SUFFIX}", f"*{BACKUP_SUFFIX}*{TEMP_SUFFIX}"):
+            for path in self.directory.glob(pattern):
+                if path.is_file() and not path.is_symlink():
+                    path.unlink()
 
     # Reading --------------------------------------------------------------------------------
 
@@ -252,289 +310,394 @@ class SqliteDirectoryStore(CacheStore):
         row = self._connection(shard).execute(f'SELECT count(*) FROM "{TABLE}"').fetchone()
         return int(row[0])
 
-    def iter_keys(self, shard: str) -> Iterator[list[str]]:
-        # The primary-key index covers this query: the values are not read at all.
-        cursor = self._connection(shard).execute(f'SELECT key FROM "{TABLE}"')
-        try:
-            while rows := cursor.fetchmany(CHUNK_ROWS):
-                yield [row[0] for row in rows]
-        finally:
-            cursor.close()
+    def snapshot(self, shard: str) -> ShardSnapshot:
+        return _Snapshot(self._open(self.path_of(shard), create=False))
 
-    def iter_entries(self, shard: str) -> Iterator[list[Entry]]:
-        # Keyset pagination on rowid: no statement stays open between chunks, so the caller
-        # may delete what it has handled; a chunk stops near CHUNK_BYTES whatever the values.
-        connection = self._connection(shard)
-        last_rowid: int | None = None
-        while True:
-            if last_rowid is None:
-                cursor = connection.execute(
-                    f'SELECT rowid, key, value FROM "{TABLE}" ORDER BY rowid'
-                )
-            else:
-                cursor = connection.execute(
-                    f'SELECT rowid, key, value FROM "{TABLE}" WHERE rowid > ? ORDER BY rowid',
-                    (last_rowid,),
-                )
-            chunk: list[Entry] = []
-            size = 0
-            exhausted = False
-            try:
-                while len(chunk) < CHUNK_ROWS and size < CHUNK_BYTES:
-                    rows = cursor.fetchmany(FETCH_ROWS)
-                    if not rows:
-                        exhausted = True
-                        break
-                    last_rowid = rows[-1][0]
-                    chunk += [(key, value) for _, key, value in rows]
-                    size += sum(entry_size(key, value) for _, key, value in rows)
-            finally:
-                cursor.close()
-            if chunk:
-                yield chunk
-            if exhausted:
-                return
+    # Moving entries by position -------------------------------------------------------------
 
-    def get_many(self, shard: str, keys: Sequence[str]) -> dict[str, SqlValue]:
-        if shard not in self._connections and not self.exists(shard):
-            return {}
-        return _lookup(self._connection(shard), keys)
-
-    def count_matching(self, shard: str, entries: Sequence[Entry]) -> Matching:
-        # Compared inside SQLite: no value is copied back into Python.
-        if shard not in self._connections and not self.exists(shard):
-            return Matching(0, 0)
-        connection = self._connection(shard)
-        present = identical = 0
-        step = LOOKUP_BATCH // 2
-        for start in range(0, len(entries), step):
-            batch = entries[start : start + step]
-            rows = ",".join("(?, ?)" for _ in batch)
-            found, same = connection.execute(
-                f"SELECT count(t.key), count(CASE WHEN t.value IS v.column2 THEN 1 END) "
-                f'FROM (VALUES {rows}) AS v LEFT JOIN "{TABLE}" AS t ON t.key = v.column1',
-                [item for entry in batch for item in entry],
-            ).fetchone()
-            present += found
-            identical += same
-        return Matching(present, identical)
-
-    # Writing --------------------------------------------------------------------------------
-
-    def _writable(self, shard: str) -> sqlite3.Connection:
-        if self.readonly:
-            raise TargetRefusedError(f"{self.describe(shard)}: the cache is opened read-only")
-        return self._connection(shard, create=True)
-
-    def put_many(
-        self, shard: str, entries: Sequence[Entry], on_conflict: ConflictPolicy
+    def copy_entries(
+        self,
+        source: CacheStore,
+        source_shard: str,
+        positions: Sequence[Position],
+        target_shard: str,
+        on_conflict: ConflictPolicy,
+        *,
+        write: bool,
     ) -> PutCounts:
-        # Insert first: into a fresh target every row is new, and no lookup is needed at all.
-        # In key order, consecutive inserts walk the key index along instead of at random.
-        in_order: list[Entry] = sorted(entries, key=_by_key)
-        connection = self._writable(shard)
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            inserted = connection.executemany(
-                f'INSERT INTO "{TABLE}" (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING',
-                in_order,
-            ).rowcount
-            present = kept = replaced = 0
-            if inserted < len(entries):
-                present, differing = _already_there(connection, entries, inserted)
-                if differing and on_conflict == "fail":
-                    raise TargetConflictError(self.describe(shard), len(differing))
-                if on_conflict == "keep-source":
-                    # UPDATE, not INSERT OR REPLACE: the row keeps its rowid and its place.
-                    connection.executemany(
-                        f'UPDATE "{TABLE}" SET value = ? WHERE key = ?', differing
+        wanted = len(positions)
+        if not wanted:
+            return PutCounts()
+        marks = _positions_json(positions)
+        source_uri = _uri(source, source_shard)
+        if not write:
+            if not self.exists(target_shard):
+                return PutCounts(inserted=wanted)
+            connection = self._connection(target_shard)
+            with _attached(connection, source_uri, "source"):
+                _, present, identical = connection.execute(
+                    _COMPARE_BY_KEY, {"positions": marks}
+                ).fetchone()
+            return _would_put(self.describe(target_shard), wanted, present, identical, on_conflict)
+        connection = self._writable(target_shard)
+        with _attached(connection, source_uri, "source"):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                inserted = connection.execute(_INSERT_SELECTED, {"positions": marks}).rowcount
+                last = int(connection.execute("SELECT last_insert_rowid()").fetchone()[0])
+                counts = PutCounts(inserted=inserted)
+                if inserted < wanted:
+                    counts = self._settle_conflicts(
+                        connection, marks, wanted, inserted, on_conflict, target_shard
                     )
-                    replaced = len(differing)
-                else:
-                    kept = len(differing)
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
-        return PutCounts(inserted, present, kept, replaced)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+            self._verify(
+                connection, marks, wanted, counts, last, target_shard, source, source_shard
+            )
+        return counts
 
-    def delete_many(self, shard: str, keys: Sequence[str]) -> int:
+    def _settle_conflicts(
+        self,
+        connection: sqlite3.Connection,
+        marks: str,
+        wanted: int,
+        inserted: int,
+        on_conflict: ConflictPolicy,
+        target_shard: str,
+    ) -> PutCounts:
+        """After an insert that skipped keys already there: how many were identical, and what
+        `on_conflict` does with the others (inside the insert's transaction)."""
+        found, present, identical = connection.execute(
+            _COMPARE_BY_KEY, {"positions": marks}
+        ).fetchone()
+        if found != wanted:
+            raise CacheMigrationError(
+                f"{self.describe(target_shard)}: {wanted - found} entries of the source "
+                "changed while it was migrated (is HELM writing to it?); nothing was written "
+                "for them: run the migration again"
+            )
+        differing = present - identical
+        if differing and on_conflict == "fail":
+            raise TargetConflictError(self.describe(target_shard), differing)
+        if differing and on_conflict == "keep-source":
+            connection.execute(_TAKE_SOURCE, {"positions": marks})
+            return PutCounts(inserted, identical - inserted, 0, differing)
+        return PutCounts(inserted, identical - inserted, differing, 0)
+
+    def _verify(
+        self,
+        connection: sqlite3.Connection,
+        marks: str,
+        wanted: int,
+        counts: PutCounts,
+        last: int,
+        target_shard: str,
+        source: CacheStore,
+        source_shard: str,
+    ) -> None:
+        """Read back what was just committed: every entry there, with the source's value
+        (except the target's own, kept in a conflict)."""
+        if counts.inserted == wanted:
+            first = last - wanted + 1
+            same = connection.execute(
+                _COMPARE_BY_ROWID, {"positions": marks, "first": first}
+            ).fetchone()[0]
+            if same == wanted:
+                return
+        found, present, identical = connection.execute(
+            _COMPARE_BY_KEY, {"positions": marks}
+        ).fetchone()
+        if found == present == wanted and identical == wanted - counts.kept_target:
+            return
+        raise CacheMigrationError(
+            f"{self.describe(target_shard)}: verification failed after copying from "
+            f"{source.describe(source_shard)}: {wanted - present} entries missing and "
+            f"{present - identical - counts.kept_target} different after writing; the source "
+            "is kept"
+        )
+
+    def count_conflicts(
+        self,
+        source: CacheStore,
+        source_shard: str,
+        positions: Sequence[Position],
+        target_shard: str,
+    ) -> int:
+        if not positions or not self.exists(target_shard):
+            return 0
+        connection = self._connection(target_shard)
+        with _attached(connection, _uri(source, source_shard), "source"):
+            row = connection.execute(
+                _COUNT_CONFLICTS, {"positions": _positions_json(positions)}
+            ).fetchone()
+        return int(row[0])
+
+    def prune_entries(
+        self, shard: str, positions: Sequence[Position], target: CacheStore, target_shard: str
+    ) -> int:
+        if not positions or not target.exists(target_shard):
+            return 0
         connection = self._writable(shard)
-        deleted = 0
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            for start in range(0, len(keys), LOOKUP_BATCH):
-                batch = keys[start : start + LOOKUP_BATCH]
-                marks = ",".join("?" * len(batch))
-                cursor = connection.execute(f'DELETE FROM "{TABLE}" WHERE key IN ({marks})', batch)
-                deleted += cursor.rowcount
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+        with _attached(connection, _uri(target, target_shard), "dest"):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = connection.execute(
+                    _PRUNE, {"positions": _positions_json(positions)}
+                ).rowcount
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
         return deleted
+
+    # Whole shards ---------------------------------------------------------------------------
+
+    def is_plain_cache_file(self, shard: str) -> bool:
+        """True if the file holds sqlitedict's table and nothing else: a file copy is exact."""
+        connection = self._open(self.path_of(shard), create=False)
+        try:
+            rows = connection.execute("SELECT type, name FROM sqlite_master").fetchall()
+        finally:
+            connection.close()
+        return sorted(rows) == [("index", f"sqlite_autoindex_{TABLE}_1"), ("table", TABLE)]
+
+    def stage_copy(
+        self, source: CacheStore, source_shard: str, target_shard: str
+    ) -> StagedMove | None:
+        if not isinstance(source, SqliteDirectoryStore) or self.readonly:
+            return None
+        target = self.path_of(target_shard)
+        if self.exists(target_shard) or not source.is_plain_cache_file(source_shard):
+            return None
+        linked = _linked_companion(target)
+        if linked is not None:
+            raise TargetRefusedError(f"{target}: {linked}")
+        return _StagedCopy(source.path_of(source_shard), target)
+
+    def stage_relocation(self, shard: str, target_shard: str) -> StagedMove | None:
+        if self.readonly:
+            return None
+        source, target = self.path_of(shard), self.path_of(target_shard)
+        left_linked = target.exists() and os.path.samefile(source, target)
+        if (self.exists(target_shard) and not left_linked) or not self.is_plain_cache_file(shard):
+            return None
+        linked = _linked_companion(target)
+        if linked is not None:
+            raise TargetRefusedError(f"{target}: {linked}")
+        return _StagedRelocation(source, target)
 
     def retire(self, shard: str) -> str:
         if self.readonly:
             raise TargetRefusedError(f"{self.describe(shard)}: the cache is opened read-only")
         self.release_shard(shard)
         path = self.path_of(shard)
-        journal = path.with_name(path.name + "-journal")
-        if journal.exists() or path.with_name(path.name + "-wal").exists():
-            raise CacheMigrationError(
-                f"{path}: another process is writing it (a journal file is present); "
-                "it was not renamed: run the migration again when HELM is not running"
-            )
-        backup = path.with_name(path.name + BACKUP_SUFFIX)
-        number = 1
-        while backup.exists() or backup.is_symlink():
-            number += 1
-            backup = path.with_name(f"{path.name}{BACKUP_SUFFIX}.{number}")
+        _refuse_if_being_written(path, "renamed")
+        backup = next(name for name in _backup_names(path) if not _occupied(name))
         os.rename(path, backup)
         _fsync_directory(self.directory)
         return backup.name
 
-    # Whole-shard fast paths -----------------------------------------------------------------
 
-    def copy_shard(
-        self,
-        source: CacheStore,
-        source_shard: str,
-        target_shard: str,
-        on_conflict: ConflictPolicy,
-        *,
-        write: bool,
-    ) -> ShardCopy | None:
-        if not isinstance(source, SqliteDirectoryStore):
-            return None
-        if not self.exists(target_shard):
-            if not write:
-                return ShardCopy(PutCounts(inserted=source.count(source_shard)), False, "file copy")
-            if source.is_plain_cache_file(source_shard):
-                copied = self._copy_file(source, source_shard, target_shard)
-                if copied is not None:
-                    return copied
-        return self._merge(source, source_shard, target_shard, on_conflict, write=write)
+class _Snapshot(ShardSnapshot):
+    """A read transaction held on its own connection: the SHARED lock it keeps makes every
+    other writer wait, so positions stay valid and the file stays as it was read."""
 
-    def is_plain_cache_file(self, shard: str) -> bool:
-        """True if the file holds sqlitedict's table and nothing else: a file copy is exact."""
-        rows = self._connection(shard).execute("SELECT type, name FROM sqlite_master").fetchall()
-        return sorted(rows) == [("index", f"sqlite_autoindex_{TABLE}_1"), ("table", TABLE)]
-
-    def _copy_file(
-        self, source: SqliteDirectoryStore, source_shard: str, target_shard: str
-    ) -> ShardCopy | None:
-        """Copy the file under a read lock, compare it byte for byte, then publish it.
-
-        Publishing is a hard link of the finished temporary file, so the target name appears
-        complete or not at all, and a target that appeared meanwhile is never overwritten.
-        """
-        target = self.path_of(target_shard)
-        linked = _linked_companion(target)
-        if linked is not None:
-            raise TargetRefusedError(f"{target}: {linked}")
-        temporary = target.with_name(target.name + TEMP_SUFFIX)
-        source_path = source.path_of(source_shard)
-        lock = source._connection(source_shard)
-        lock.execute("BEGIN")
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
         try:
-            # The shared lock taken by this read keeps writers out until COMMIT below.
-            entries = int(lock.execute(f'SELECT count(*) FROM "{TABLE}"').fetchone()[0])
-            temporary.unlink(missing_ok=True)
+            connection.execute("BEGIN")
+            connection.execute(f'SELECT 1 FROM "{TABLE}" LIMIT 1').fetchall()
+        except BaseException:
+            connection.close()
+            raise
+
+    def positioned_keys(self) -> Iterator[list[tuple[Position, str]]]:
+        # The primary-key index covers this query: the values are not read at all, and the
+        # keys come in key order, which is the order every copy inserts them in.
+        cursor = self._connection.execute(f'SELECT rowid, key FROM "{TABLE}" ORDER BY key')
+        try:
+            while rows := cursor.fetchmany(CHUNK_ROWS):
+                yield rows
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        with suppress(sqlite3.Error):
+            if self._connection.in_transaction:
+                self._connection.execute("COMMIT")
+        self._connection.close()
+
+
+class _StagedCopy(StagedMove):
+    """A whole shard copied to `<target>.migrating-tmp`, compared, then hard-linked to its name:
+    the target appears complete or not at all, and a file that appeared meanwhile under that
+    name is never overwritten. The caller holds the source's snapshot throughout."""
+
+    def __init__(self, source: Path, target: Path) -> None:
+        self._source = source
+        self._target = target
+        self._temporary = target.with_name(target.name + TEMP_SUFFIX)
+        self._method = FILE_COPY
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    def prepare(self) -> None:
+        cloned = _copy_verified(self._source, self._temporary, self._target)
+        self._method = REFLINK if cloned else FILE_COPY
+
+    def publish(self) -> bool:
+        try:
+            os.link(self._temporary, self._target)
+        except FileExistsError:
+            return False
+        finally:
+            self._temporary.unlink(missing_ok=True)
+        _fsync_directory(self._target.parent)
+        return True
+
+    def discard(self) -> None:
+        self._temporary.unlink(missing_ok=True)
+
+
+class _StagedRelocation(StagedMove):
+    """In place, a whole shard into an absent target: the file itself is the target.
+
+    `prepare` makes the backup: a verified copy (or clone) beside the shard, under a
+    temporary name, or an existing backup that is already byte-identical (left by a run
+    killed after publishing it). `publish` links the backup to its name, then renames the
+    shard to its target with renameat2(RENAME_NOREPLACE): at every moment each entry is in
+    the shard under its old name or its new one, a target that appeared is never replaced,
+    and a kill leaves either the shard and its backup (the next run keeps that backup and
+    renames) or the finished move.
+    """
+
+    def __init__(self, source: Path, target: Path) -> None:
+        self._source = source
+        self._target = target
+        self._backup: Path | None = None
+        self._temporary: Path | None = None
+        self._method = RENAME_BACKUP_COPY
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @property
+    def backup(self) -> str | None:
+        return self._backup.name if self._backup is not None else None
+
+    def prepare(self) -> None:
+        _refuse_if_being_written(self._source, "renamed")
+        for candidate in _backup_names(self._source):
+            if not _occupied(candidate):
+                temporary = candidate.with_name(candidate.name + TEMP_SUFFIX)
+                cloned = _copy_verified(self._source, temporary, candidate)
+                self._method = RENAME_BACKUP_REFLINK if cloned else RENAME_BACKUP_COPY
+                self._backup, self._temporary = candidate, temporary
+                return
+            if _is_regular(candidate) and _same_bytes(self._source, candidate):
+                self._backup = candidate
+                return
+
+    def publish(self) -> bool:
+        assert self._backup is not None, "prepare() first"
+        created = self._temporary is not None
+        if self._temporary is not None:
             try:
-                with source_path.open("rb") as reader, temporary.open("xb") as writer:
-                    while block := reader.read(_COPY_BLOCK):
-                        writer.write(block)
-                    writer.flush()
-                    os.fsync(writer.fileno())
-            except OSError as error:
-                # A partial copy is no use to anyone, and on a full disk it holds the space.
-                with suppress(OSError):
-                    temporary.unlink()
-                raise CacheMigrationError(
-                    f"{target}: the copy of {source_path} could not be written: "
-                    f"{error.strerror or error}; nothing was published"
-                ) from error
-            if not _same_bytes(source_path, temporary):
-                temporary.unlink()
-                raise CacheMigrationError(
-                    f"{target}: the copy of {source_path} differs from it; nothing was published"
-                )
-            try:
-                os.link(temporary, target)
+                os.link(self._temporary, self._backup)
             except FileExistsError:
-                temporary.unlink()
-                return None
-            temporary.unlink()
-            _fsync_directory(self.directory)
-        finally:
-            lock.execute("COMMIT")
-        return ShardCopy(PutCounts(inserted=entries), True, "file copy")
-
-    def _merge(
-        self,
-        source: SqliteDirectoryStore,
-        source_shard: str,
-        target_shard: str,
-        on_conflict: ConflictPolicy,
-        *,
-        write: bool,
-    ) -> ShardCopy:
-        """All of a source shard into a target shard with ATTACH and INSERT ... SELECT."""
-        source_uri = f"{source.path_of(source_shard).as_uri()}?mode=ro"
-        if not write:
-            if not self.exists(target_shard):
-                return ShardCopy(PutCounts(inserted=source.count(source_shard)), False, "merge")
-            connection = self._connection(target_shard)
-        else:
-            connection = self._writable(target_shard)
-        connection.execute("ATTACH DATABASE ? AS source", (source_uri,))
-        try:
-            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                total, present, differing = _compare_attached(connection)
-                counts = PutCounts(
-                    inserted=total - present,
-                    already_present=present - differing,
-                    kept_target=differing if on_conflict == "keep-target" else 0,
-                    took_source=differing if on_conflict == "keep-source" else 0,
-                )
-                if differing and on_conflict == "fail":
-                    raise TargetConflictError(self.describe(target_shard), differing)
-                if write:
-                    connection.execute(
-                        f'INSERT INTO main."{TABLE}" (key, value) '
-                        f'SELECT key, value FROM source."{TABLE}" WHERE true '
-                        "ON CONFLICT (key) DO NOTHING"
-                    )
-                    if on_conflict == "keep-source" and differing:
-                        connection.execute(
-                            f'UPDATE main."{TABLE}" AS t SET value = s.value '
-                            f'FROM source."{TABLE}" AS s '
-                            "WHERE s.key = t.key AND t.value IS NOT s.value"
-                        )
-                    connection.execute("COMMIT")
+                return False
             finally:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-            verified = False
-            if write:
-                after_total, after_present, after_differing = _compare_attached(connection)
-                expected_differing = differing if on_conflict == "keep-target" else 0
-                verified = (
-                    after_total == after_present == total and after_differing == expected_differing
-                )
-                if not verified:
-                    raise CacheMigrationError(
-                        f"{self.describe(target_shard)}: verification failed after copying "
-                        f"{source.describe(source_shard)}: {after_total - after_present} "
-                        f"entries missing, {after_differing - expected_differing} different"
-                    )
-        finally:
-            connection.execute("DETACH DATABASE source")
-        return ShardCopy(counts, verified, "merge")
+                self._temporary.unlink(missing_ok=True)
+                self._temporary = None
+            _fsync_directory(self._source.parent)
+        _refuse_if_being_written(self._source, "renamed")
+        if self._target.exists() and os.path.samefile(self._source, self._target):
+            # A run killed inside the link-and-unlink fallback of the rename: finish it.
+            os.unlink(self._source)
+        else:
+            try:
+                _rename_noreplace(self._source, self._target)
+            except FileExistsError:
+                if created:
+                    self._backup.unlink()
+                self._backup = None
+                return False
+        _fsync_directory(self._source.parent)
+        return True
+
+    def discard(self) -> None:
+        if self._temporary is not None:
+            self._temporary.unlink(missing_ok=True)
+
+
+def _uri(store: CacheStore, shard: str) -> str:
+    if not isinstance(store, SqliteDirectoryStore):
+        raise TypeError(f"a SQLite directory store cannot read {type(store).__name__}")
+    return f"{store.path_of(shard).as_uri()}?mode=ro"
+
+
+@contextmanager
+def _attached(connection: sqlite3.Connection, uri: str, name: str) -> Iterator[None]:
+    connection.execute(f"ATTACH DATABASE ? AS {name}", (uri,))
+    try:
+        yield
+    finally:
+        connection.execute(f"DETACH DATABASE {name}")
+
+
+def _positions_json(positions: Sequence[Position]) -> str:
+    return "[" + ",".join(map(str, positions)) + "]"
+
+
+def _would_put(
+    target: str, wanted: int, present: int, identical: int, on_conflict: ConflictPolicy
+) -> PutCounts:
+    """What copy_entries would do, from a comparison only (dry runs)."""
+    differing = present - identical
+    if differing and on_conflict == "fail":
+        raise TargetConflictError(target, differing)
+    return PutCounts(
+        inserted=wanted - present,
+        already_present=identical,
+        kept_target=differing if on_conflict == "keep-target" else 0,
+        took_source=differing if on_conflict == "keep-source" else 0,
+    )
+
+
+def _backup_names(path: Path) -> Iterator[Path]:
+    """`<shard>.sqlite.pre-migration`, then `.pre-migration.2`, `.3`, ... in turn."""
+    yield path.with_name(path.name + BACKUP_SUFFIX)
+    number = 2
+    while True:
+        yield path.with_name(f"{path.name}{BACKUP_SUFFIX}.{number}")
+        number += 1
+
+
+def _occupied(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _is_regular(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _refuse_if_being_written(path: Path, what: str) -> None:
+    if (
+        path.with_name(path.name + "-journal").exists()
+        or path.with_name(path.name + "-wal").exists()
+    ):
+        raise CacheMigrationError(
+            f"{path}: another process is writing it (a journal file is present); "
+            f"it was not {what}: run the migration again when HELM is not running"
+        )
 
 
 def _linked_companion(path: Path) -> str | None:
@@ -550,44 +713,86 @@ def _linked_companion(path: Path) -> str | None:
     return None
 
 
-def _compare_attached(connection: sqlite3.Connection) -> tuple[int, int, int]:
-    """(source entries, of them present in the target, of those with a different value)."""
-    total = int(connection.execute(f'SELECT count(*) FROM source."{TABLE}"').fetchone()[0])
-    present, differing = connection.execute(
-        f'SELECT count(*), coalesce(sum(t.value IS NOT s.value), 0) FROM source."{TABLE}" AS s '
-        f'JOIN main."{TABLE}" AS t ON t.key = s.key'
-    ).fetchone()
-    return total, int(present), int(differing)
+def _copy_verified(source: Path, temporary: Path, target: Path) -> bool:
+    """Copy `source` to `temporary`, durable and compared byte for byte; True if cloned.
 
-
-def _already_there(
-    connection: sqlite3.Connection, entries: Sequence[Entry], inserted: int
-) -> tuple[int, list[tuple[SqlValue, str]]]:
-    """After an insert that skipped existing keys: how many of those were identical, and the
-    (source value, key) of those that differ."""
-    found = _lookup(connection, [key for key, _ in entries])
-    identical = 0
-    differing: list[tuple[SqlValue, str]] = []
-    for key, value in entries:
-        if same_value(found[key], value):
-            identical += 1
-        else:
-            differing.append((value, key))
-    # The rows just inserted are found with the source's value: they are not "present".
-    return identical - inserted, differing
-
-
-def _lookup(connection: sqlite3.Connection, keys: Sequence[str]) -> dict[str, SqlValue]:
-    found: dict[str, SqlValue] = {}
-    for start in range(0, len(keys), LOOKUP_BATCH):
-        batch = keys[start : start + LOOKUP_BATCH]
-        marks = ",".join("?" * len(batch))
-        found.update(
-            connection.execute(
-                f'SELECT key, value FROM "{TABLE}" WHERE key IN ({marks})', batch
-            ).fetchall()
+    A partial or differing copy is removed: it is no use to anyone, and on a full disk it
+    holds the space.
+    """
+    temporary.unlink(missing_ok=True)
+    try:
+        cloned = _clone_or_copy(source, temporary)
+    except OSError as error:
+        with suppress(OSError):
+            temporary.unlink()
+        raise CacheMigrationError(
+            f"{target}: the copy of {source} could not be written: "
+            f"{error.strerror or error}; nothing was published"
+        ) from error
+    if not _same_bytes(source, temporary):
+        temporary.unlink()
+        raise CacheMigrationError(
+            f"{target}: the copy of {source} differs from it; nothing was published"
         )
-    return found
+    return cloned
+
+
+def _clone_or_copy(source: Path, destination: Path) -> bool:
+    """A reflink where the file system has them (instant, no space used), else a copy made by
+    the kernel into space reserved first (so a full disk fails before anything is written, and
+    the file is allocated in one piece). True if cloned."""
+    with source.open("rb") as reader, destination.open("xb") as writer:
+        cloned = _reflink(reader, writer)
+        if not cloned:
+            size = os.fstat(reader.fileno()).st_size
+            _reserve(writer, size)
+            copied = _copy_range(reader, writer)
+            if copied != size:
+                writer.truncate(copied)
+        writer.flush()
+        os.fsync(writer.fileno())
+    return cloned
+
+
+def _reflink(reader: BinaryIO, writer: BinaryIO) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import fcntl
+
+    try:
+        fcntl.ioctl(writer.fileno(), _FICLONE, reader.fileno())
+    except OSError:
+        return False  # not supported here (ext4, tmpfs, another file system): copy instead
+    return True
+
+
+def _reserve(writer: BinaryIO, size: int) -> None:
+    if size == 0 or not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(writer.fileno(), 0, size)
+    except OSError as error:
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+
+
+def _copy_range(reader: BinaryIO, writer: BinaryIO) -> int:
+    """Every byte of `reader` into `writer` from offset 0; returns how many."""
+    copied = 0
+    source, target = reader.fileno(), writer.fileno()
+    if hasattr(os, "copy_file_range"):
+        try:
+            while count := os.copy_file_range(source, target, _COPY_CHUNK, copied, copied):
+                copied += count
+            return copied
+        except OSError as error:
+            unsupported = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
+            if copied or error.errno not in unsupported:
+                raise
+    while block := os.pread(source, _COMPARE_BLOCK, copied):
+        os.pwrite(target, block, copied)
+        copied += len(block)
+    return copied
 
 
 def _same_bytes(left: Path, right: Path) -> bool:
@@ -595,11 +800,43 @@ def _same_bytes(left: Path, right: Path) -> bool:
         return False
     with left.open("rb") as a, right.open("rb") as b:
         while True:
-            block = a.read(_COPY_BLOCK)
-            if block != b.read(_COPY_BLOCK):
+            block = a.read(_COMPARE_BLOCK)
+            if block != b.read(_COMPARE_BLOCK):
                 return False
             if not block:
                 return True
+
+
+def _rename_noreplace(source: Path, target: Path) -> None:
+    """Rename `source` to `target` in one step, or raise FileExistsError if `target` exists.
+
+    renameat2(RENAME_NOREPLACE) where the C library and the file system have it; else a hard
+    link and an unlink, which leaves both names for a moment (a run killed then finishes it:
+    `_StagedRelocation.publish`).
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = getattr(libc, "renameat2", None)
+        if renameat2 is not None:
+            renameat2.argtypes = (
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_uint,
+            )
+            result = renameat2(
+                _AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE
+            )
+            if result == 0:
+                return
+            code = ctypes.get_errno()
+            if code not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise OSError(code, os.strerror(code), str(source), None, str(target))
+    os.link(source, target)
+    os.unlink(source)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -609,7 +846,3 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def _by_key(entry: Entry) -> str:
-    return entry[0]

@@ -5,8 +5,11 @@ serves HELM's default layout, one sqlitedict file per shard; HELM's MongoDB back
 collection per shard, same keys) would be a second implementation, and the routing would not
 change.
 
-Values are never decoded: they are moved as the bytes SQLite holds, so a value that is not a
-valid pickle, or one whose unpickling would run code, moves unchanged and harmlessly.
+A migration reads each shard's keys once, with the position of each entry, routes them, and
+then asks the store to move entries by position: the values never pass through Python, so
+the store can copy them in bulk, in key order, and compare them where they lie. Values are
+never decoded: they are moved as the bytes the store holds, so a value that is not a valid
+pickle, or one whose unpickling would run code, moves unchanged and harmlessly.
 """
 
 from __future__ import annotations
@@ -18,11 +21,19 @@ from typing import Final, Literal
 
 from catalog.errors import CacheMigrationError
 
-# What a cache value can be as SQLite returns it (sqlitedict always writes BLOBs).
+# What a cache value or key can be as SQLite returns it (sqlitedict always writes BLOB values).
 SqlValue = bytes | str | int | float | None
-Entry = tuple[str, SqlValue]
+# Where an entry lies in its shard (for SQLite, its rowid); valid while the shard is read.
+Position = int
 ConflictPolicy = Literal["keep-target", "keep-source", "fail"]
 CONFLICT_POLICIES: Final = ("keep-target", "keep-source", "fail")
+
+# The ways a move is made, as the report names them ("method" of each move).
+REFLINK: Final = "reflink"
+FILE_COPY: Final = "file copy"
+RENAME_BACKUP_REFLINK: Final = "rename, backup by reflink"
+RENAME_BACKUP_COPY: Final = "rename, backup by file copy"
+KEY_ORDER_INSERTS: Final = "inserts in key order"
 
 
 @dataclass(frozen=True)
@@ -45,23 +56,6 @@ class PutCounts:
     @property
     def total(self) -> int:
         return self.inserted + self.already_present + self.kept_target + self.took_source
-
-
-@dataclass(frozen=True)
-class Matching:
-    """How many entries a shard holds under the same key, and with the same value too."""
-
-    present: int
-    identical: int
-
-
-@dataclass(frozen=True)
-class ShardCopy:
-    """The result of copying a whole shard at once; `verified` after the read-back check."""
-
-    counts: PutCounts
-    verified: bool
-    method: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +89,51 @@ class TargetRefusedError(CacheMigrationError):
     """A target shard that must not be written (unsafe name, symlink, not a cache)."""
 
 
+class ShardSnapshot(ABC):
+    """One shard held still while it is migrated: nobody else can change it until `close`.
+
+    So the positions its keys were read with still name the same entries when they are moved,
+    and a whole-shard copy made meanwhile holds exactly the entries that were routed.
+    """
+
+    @abstractmethod
+    def positioned_keys(self) -> Iterator[list[tuple[Position, str]]]:
+        """Every (position, key), in key order, in chunks of bounded size."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class StagedMove(ABC):
+    """A whole shard made ready under a name nobody reads, then published in one step.
+
+    `prepare` does the slow part (copy and verify) and may run on another thread while the
+    shard's keys are routed; `publish` makes it visible atomically, or returns False if a file
+    appeared meanwhile under the name it needs (then nothing is published); `discard` undoes
+    `prepare`. Nothing is published by `prepare`, so a kill at any moment leaves only a
+    temporary file that the next run removes.
+    """
+
+    @property
+    @abstractmethod
+    def method(self) -> str:
+        """How the move is made: one of the method names above (known after `prepare`)."""
+
+    @property
+    def backup(self) -> str | None:
+        """The name of the backup the move keeps of its source, if it keeps one."""
+        return None
+
+    @abstractmethod
+    def prepare(self) -> None: ...
+
+    @abstractmethod
+    def publish(self) -> bool: ...
+
+    @abstractmethod
+    def discard(self) -> None: ...
+
+
 class CacheStore(ABC):
     """A set of named shards, each a key -> value table with unique keys."""
 
@@ -117,53 +156,62 @@ class CacheStore(ABC):
     def count(self, shard: str) -> int: ...
 
     @abstractmethod
-    def iter_keys(self, shard: str) -> Iterator[list[str]]:
-        """Every key, in chunks; cheaper than entries where the store can skip the values."""
+    def snapshot(self, shard: str) -> ShardSnapshot:
+        """Hold `shard` still (no other writer can commit) and read its keys with positions."""
 
     @abstractmethod
-    def iter_entries(self, shard: str) -> Iterator[list[Entry]]:
-        """Every entry, in chunks of bounded size; the shard may be changed between chunks."""
-
-    @abstractmethod
-    def get_many(self, shard: str, keys: Sequence[str]) -> dict[str, SqlValue]:
-        """The entries of `keys` present in the shard (an absent shard holds none)."""
-
-    def count_matching(self, shard: str, entries: Sequence[Entry]) -> Matching:
-        """How many of `entries` the shard holds, by key and by key and identical value."""
-        found = self.get_many(shard, [key for key, _ in entries])
-        identical = sum(
-            1 for key, value in entries if key in found and same_value(found[key], value)
-        )
-        return Matching(len(found), identical)
-
-    @abstractmethod
-    def put_many(
-        self, shard: str, entries: Sequence[Entry], on_conflict: ConflictPolicy
-    ) -> PutCounts:
-        """Write `entries` in one transaction, creating the shard if absent.
-
-        An identical entry is already present; a different value under the same key follows
-        `on_conflict`, and `fail` raises TargetConflictError with the shard unchanged.
-        """
-
-    @abstractmethod
-    def delete_many(self, shard: str, keys: Sequence[str]) -> int: ...
-
-    @abstractmethod
-    def retire(self, shard: str) -> str:
-        """Set the whole shard aside under a backup name (never deleted); returns that name."""
-
-    def copy_shard(
+    def copy_entries(
         self,
         source: CacheStore,
         source_shard: str,
+        positions: Sequence[Position],
         target_shard: str,
         on_conflict: ConflictPolicy,
         *,
         write: bool,
-    ) -> ShardCopy | None:
-        """Copy every entry of a shard at once, verified; None if this store has no fast way."""
-        return None
+    ) -> PutCounts:
+        """Copy the entries at `positions` (given in key order) into `target_shard` of this
+        store in one transaction, creating the shard if absent, then read them back.
+
+        An identical entry is already present; a different value under the same key follows
+        `on_conflict`, and `fail` raises TargetConflictError with the shard unchanged. Raises
+        CacheMigrationError if the read-back differs (the transaction stays committed: the
+        source is then neither renamed nor pruned). Without `write`, counts what it would do.
+        """
+
+    @abstractmethod
+    def count_conflicts(
+        self,
+        source: CacheStore,
+        source_shard: str,
+        positions: Sequence[Position],
+        target_shard: str,
+    ) -> int:
+        """How many of the entries at `positions` have their key in the target with another
+        value; nothing is written."""
+
+    @abstractmethod
+    def prune_entries(
+        self, shard: str, positions: Sequence[Position], target: CacheStore, target_shard: str
+    ) -> int:
+        """Delete the entries at `positions` that `target_shard` holds identically; returns
+        how many were deleted. An entry the target lacks or holds otherwise stays."""
+
+    @abstractmethod
+    def stage_copy(
+        self, source: CacheStore, source_shard: str, target_shard: str
+    ) -> StagedMove | None:
+        """Copy a whole shard into this store as a new shard; None if there is no such way
+        (the target exists, or the source holds more than the cache table)."""
+
+    @abstractmethod
+    def stage_relocation(self, shard: str, target_shard: str) -> StagedMove | None:
+        """Give a whole shard the name `target_shard`, keeping a verified backup of it under
+        the backup name; None if there is no such way (the target exists)."""
+
+    @abstractmethod
+    def retire(self, shard: str) -> str:
+        """Set the whole shard aside under a backup name (never deleted); returns that name."""
 
     @abstractmethod
     def prepare_for_writing(self) -> None:
@@ -172,15 +220,3 @@ class CacheStore(ABC):
     @abstractmethod
     def release(self) -> None:
         """Close what is open; the store can be used again afterwards."""
-
-
-def same_value(left: SqlValue, right: SqlValue) -> bool:
-    """Equality as SQLite's IS sees it: b'1' and '1' differ, 1 and 1.0 do not."""
-    if isinstance(left, (int, float)) and isinstance(right, (int, float)):
-        return left == right
-    return type(left) is type(right) and left == right
-
-
-def entry_size(key: str, value: SqlValue) -> int:
-    """About the bytes an entry takes in memory, for the budgets of chunks and batches."""
-    return len(key) + (len(value) if isinstance(value, (bytes, str)) else 8)
