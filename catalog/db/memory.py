@@ -33,6 +33,13 @@ def empty_like(source: CatalogConnection, label: str) -> CatalogConnection:
     return CatalogConnection(memory, DatabaseLocation(Path(label)))
 
 
+def copy_of(source: CatalogConnection, label: str) -> CatalogConnection:
+    """The whole catalog copied into memory (SQLite's backup: pages, not rows), named `label`."""
+    memory = _memory_connection()
+    source.raw.backup(memory)
+    return CatalogConnection(memory, DatabaseLocation(Path(label)))
+
+
 def new_empty(label: str) -> CatalogConnection:
     """An empty in-memory catalog at the newest schema, made by the Alembic revisions."""
     from alembic import command

@@ -14,10 +14,10 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from catalog.db import rows
-from catalog.db.memory import empty_like
-from catalog.db.schema import EVENTS, EventInfo
+from catalog.db.memory import copy_of
+from catalog.db.schema import EVENTS, TABLES_BY_NAME, EventInfo
 from catalog.errors import HistoryError
-from catalog.history.state import CatalogState, read_state, write_state
+from catalog.history.state import CatalogState, read_state
 
 if TYPE_CHECKING:
     from catalog.db.connection import CatalogConnection
@@ -103,22 +103,87 @@ def _undo(state: CatalogState, table: str, name: str, change: str, before: Any) 
 
 
 def state_at(connection: CatalogConnection, event: EventInfo) -> CatalogState:
-    """What the catalog said right after `event`."""
+    """What the catalog said right after `event`, entry by entry."""
     with connection.read():
         state = read_state(connection)
-        later = connection.execute(
-            "SELECT table_name, name, change, before FROM change_log WHERE event_id > ? "
-            "ORDER BY id DESC",
-            (event.id,),
-        ).fetchall()
+        later = _later_changes(connection, event)
     for table, name, change, before in later:
-        _undo(state, table, name, change, json.loads(before) if before is not None else None)
+        _undo(state, table, name, change, before)
     return state
 
 
+def _later_changes(
+    connection: CatalogConnection, event: EventInfo
+) -> list[tuple[str, str, str, Any]]:
+    """Every change made after `event`, newest first."""
+    found = connection.execute(
+        "SELECT table_name, name, change, before FROM change_log WHERE event_id > ? "
+        "ORDER BY id DESC",
+        (event.id,),
+    ).fetchall()
+    return [
+        (table, name, change, json.loads(before) if before is not None else None)
+        for table, name, change, before in found
+    ]
+
+
+_KEYS = {"models": "name", "deployments": "name", "tokenizers": "name", "pins": "model_name",
+         "settings": "key"}  # fmt: skip
+
+
+def _undo_in_place(memory: CatalogConnection, changes: list[tuple[str, str, str, Any]]) -> None:
+    """Undo `changes` (newest first) on a copy of the catalog, statement by statement."""
+    touched_tags: set[str] = set()
+    for table, name, change, before in changes:
+        key = _KEYS[table]
+        spec = TABLES_BY_NAME[table]
+        if change == "added":
+            memory.execute(f"DELETE FROM {table} WHERE {key} = ?", (name,))
+            if table == "models":
+                memory.execute("DELETE FROM model_tags WHERE model_name = ?", (name,))
+            continue
+        values = dict(before or {})
+        tags = values.pop("tags", None)
+        if change == "removed":
+            values.setdefault(key, name)  # a pin or a setting keeps its key outside its values
+            columns = [c for c in spec.columns if c.name in values]
+            memory.execute(
+                f"INSERT INTO {table} ({', '.join(c.name for c in columns)}) "
+                f"VALUES ({', '.join('?' for _ in columns)})",
+                [rows.encode_value(c.type, values[c.name]) for c in columns],
+            )
+        elif values:
+            columns = [c for c in spec.columns if c.name in values]
+            memory.execute(
+                f"UPDATE {table} SET {', '.join(f'{c.name} = ?' for c in columns)} WHERE {key} = ?",
+                [*(rows.encode_value(c.type, values[c.name]) for c in columns), name],
+            )
+        if table == "models" and tags is not None:
+            memory.execute("DELETE FROM model_tags WHERE model_name = ?", (name,))
+            memory.executemany(
+                "INSERT INTO model_tags (model_name, tag_name, position) VALUES (?, ?, ?)",
+                [(name, tag, position) for position, tag in enumerate(tags)],
+            )
+            touched_tags.update(tags)
+    memory.executemany("INSERT OR IGNORE INTO tags (name) VALUES (?)", [(t,) for t in touched_tags])
+    memory.execute("DELETE FROM tags WHERE name NOT IN (SELECT tag_name FROM model_tags)")
+
+
 def catalog_at(connection: CatalogConnection, point: Point) -> tuple[EventInfo, CatalogConnection]:
-    """The event at `point` and an in-memory catalog holding the state right after it."""
+    """The event at `point` and an in-memory catalog holding the state right after it.
+
+    On SQLite the catalog is copied into memory page by page and only the later changes are
+    undone there, so the cost follows the changes since the event, not the catalog's size.
+    """
     event = event_at(connection, point)
-    memory = empty_like(connection, f"{connection.location.display} as of event {event.id}")
-    write_state(memory, state_at(connection, event))
+    label = f"{connection.location.display} as of event {event.id}"
+    with connection.read():
+        memory = copy_of(connection, label)
+        later = _later_changes(connection, event)
+    memory.raw.execute("PRAGMA foreign_keys = OFF")
+    with memory.write("the catalog as of an earlier event"):
+        _undo_in_place(memory, later)
+        # Earlier copies of redefined deployments are kept for the present only.
+        memory.execute("DELETE FROM shadowed_deployments")
+    memory.raw.execute("PRAGMA foreign_keys = ON")
     return event, memory

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from catalog.db.connection import CatalogConnection
 
 DEFAULT_POLICIES = ("first", "last", "in_force")
+_PROVENANCE = frozenset({"source_file", "source_line"})
 Defaults = Mapping[str, Mapping[str, str | None]]
 """policy -> model -> default deployment: what `Snapshot.defaults()` answers."""
 
@@ -38,13 +39,21 @@ class EventRecorder:
     changes: ChangeSet = field(default_factory=ChangeSet)
 
     def rows(self, table: str, before: Mapping[str, Values], after: Mapping[str, Values]) -> None:
-        """Every entry of `table` that was added, removed or changed, by name."""
+        """Every entry of `table` that was added, removed or changed, by name.
+
+        Where an entry was written (its source file and line) is not history: a line shifted
+        by an edit above it changes no answer, and recording it would swell every sync.
+        """
         for name, values in after.items():
             old = before.get(name)
             if old is None:
                 self.row_changes.append((table, name, "added", None, values))
                 continue
-            differing = [key for key, value in values.items() if old.get(key) != value]
+            differing = [
+                key
+                for key, value in values.items()
+                if key not in _PROVENANCE and old.get(key) != value
+            ]
             if not differing:
                 continue
             kind = "moved" if set(differing) <= PLACE_COLUMNS else "changed"
