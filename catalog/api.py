@@ -21,6 +21,7 @@ from catalog.db.connection import CatalogConnection, connect
 from catalog.db.location import DatabaseLocation
 from catalog.errors import DatabaseError, HistoryError, NoCatalogError
 from catalog.resolve.engine import ResolutionEngine
+from catalog.resolve.policies import POLICY_SETTING
 
 if TYPE_CHECKING:
     from catalog.cache.report import CacheMigrationReport, CachePlan
@@ -269,8 +270,14 @@ class Catalog:
     # Resolution: catalog.resolve ------------------------------------------------------------
 
     def policy_in_force(self, policy: str | None = None) -> str:
-        """`policy` if given, else the database's setting, else `first`."""
+        """`policy` if given, else the database's setting, else the rule of the crfm-helm that
+        the last sync read with --helm (`last` since 0.5.7), else `first`."""
         return self.engine.policy_in_force(policy)[0]
+
+    def policy_reason(self, policy: str | None = None) -> tuple[str, str]:
+        """(the policy in force, why: "set by the user", "from crfm-helm 0.5.16 synced with
+        --helm", "default ...")."""
+        return self.engine.policy_reason(policy)
 
     def default_deployment(
         self, model: str, policy: str | None = None, ignore_deprecated: bool = False
@@ -354,15 +361,20 @@ class Catalog:
         return pins.list_pins(self.connection)
 
     def settings(self) -> dict[str, str]:
+        """Every setting's value; the policy's is the one in force (see `policy_in_force`)."""
         from catalog.resolve import settings
 
-        return settings.get_settings(self.connection)
+        values = settings.get_settings(self.connection)
+        values[POLICY_SETTING] = self.policy_in_force()
+        return values
 
     def setting(self, key: str) -> str:
-        """One setting's value (its default if never set); SettingError for an unknown key."""
+        """One setting's value (its default if never set; for the policy, the one in force);
+        SettingError for an unknown key."""
         from catalog.resolve import settings
 
-        return settings.get_setting(self.connection, key)
+        value = settings.get_setting(self.connection, key)
+        return self.policy_in_force() if key == POLICY_SETTING else value
 
     def set_setting(self, key: str, value: str) -> None:
         from catalog.resolve import settings

@@ -27,7 +27,7 @@ ALLOWED_IMPORTS: dict[str, set[str]] = {
     "cache": {"errors", "names", "db", "resolve", "cache"},
     "api": {"errors", "db", "resolve"},
     "helm_compat": {"errors", "db", "api"},
-    "helm": {"errors", "names", "db", "resolve", "query", "api", "helm"},
+    "helm": {"errors", "names", "db", "sync", "resolve", "query", "api", "helm"},
     "helm_plugin": {"helm"},
     "cli": {
         "errors",

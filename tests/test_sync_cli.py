@@ -142,6 +142,22 @@ def test_sqlalchemy_url_and_environment_variable_name_the_database(tmp_path: Pat
 # --helm --------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def without_crfm_helm(monkeypatch: pytest.MonkeyPatch, db_path: Path) -> None:
+    """This interpreter as it is where crfm-helm is not installed (CI installs it for the HELM
+    tests): no directory on sys.path holds its distribution and no `helm` module is loaded.
+    What the command needs from that directory is imported first, and the catalog created."""
+    from catalog import Catalog
+    from catalog.sync import pipeline  # noqa: F401
+
+    Catalog.open(db_path).close()
+    kept = [entry for entry in sys.path if not any(Path(entry).glob("crfm_helm-*.dist-info"))]
+    monkeypatch.setattr(sys, "path", kept)
+    for name in [n for n in sys.modules if n == "helm" or n.startswith("helm.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+@pytest.mark.usefixtures("without_crfm_helm")
 def test_helm_without_crfm_helm_installed_is_a_clear_error(db_path: Path) -> None:
     result = run_cli("sync", "--helm", db=db_path)
     assert result.returncode == 1
@@ -153,6 +169,7 @@ def test_helm_without_crfm_helm_installed_is_a_clear_error(db_path: Path) -> Non
     assert [e["code"] for e in report["errors"]] == ["helm-not-installed"]
 
 
+@pytest.mark.usefixtures("without_crfm_helm")
 def test_helm_not_installed_raises_helm_not_installed_error() -> None:
     with pytest.raises(HelmNotInstalledError, match="crfm-helm"):
         sources.helm_config_dir()
@@ -184,6 +201,8 @@ def test_helm_configs_are_found_without_importing_helm(
 ) -> None:
     config = fake_helm_install(tmp_path / "site")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for name in [n for n in sys.modules if n == "helm" or n.startswith("helm.")]:
+        monkeypatch.delitem(sys.modules, name)  # a real crfm-helm another test imported
     assert sources.helm_config_dir() == config
     assert "helm" not in sys.modules
     assert sources.source_dirs([PRIVATE], helm=True) == [config, PRIVATE]

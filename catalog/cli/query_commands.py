@@ -242,7 +242,7 @@ def explanation_text(explanation: Explanation) -> str:
             f"same-name deployment: {explanation.same_name_deployment} (serves another model)"
         )
     lines.append(f"pin: {explanation.pinned or 'none'}")
-    lines.append(f"policy: {explanation.policy} (from the {explanation.policy_source})")
+    lines.append(f"policy: {explanation.policy} ({explanation.policy_reason})")
     if explanation.chosen is None:
         lines.append("chosen: none (no deployment qualifies)")
     else:
@@ -319,17 +319,29 @@ def settings() -> None:
 @output_options
 @click.pass_context
 def settings_list(context: click.Context, output_format: str) -> None:
-    """Every setting with its value (the default when never set).
+    """Every setting with its value and where the value comes from.
+
+    The policy's value is the one in force: set by the user, else the rule of the crfm-helm
+    that `catalog sync --helm` read (last since 0.5.7), else first.
 
     \b
     Example:
       catalog settings list
     """
+    from catalog.resolve.policies import POLICY_SETTING
     from catalog.resolve.settings import SETTINGS
 
-    values = state(context).catalog().settings()
+    catalog = state(context).catalog()
+    values = catalog.settings()
+    sources = {POLICY_SETTING: catalog.policy_reason()[1]}
     rows = [
-        {"key": key, "value": value, "default": SETTINGS[key].default, "help": SETTINGS[key].help}
+        {
+            "key": key,
+            "value": value,
+            "source": sources.get(key),
+            "default": SETTINGS[key].default,
+            "help": SETTINGS[key].help,
+        }
         for key, value in values.items()
     ]
     emit_rows(rows, output_format)

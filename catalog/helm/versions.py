@@ -7,19 +7,13 @@ are all most callers need.
 from __future__ import annotations
 
 import importlib.util
-from importlib import metadata
 
-DISTRIBUTION = "crfm-helm"
+from catalog.sync.sources import installed_helm_version
+
 PINNED_VERSION = "0.5.16"
 """The crfm-helm this package is tested against (requirements-helm.txt)."""
 
-
-def installed_helm_version() -> str | None:
-    """The version of the installed crfm-helm, or None if it is not installed."""
-    try:
-        return metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        return None
+__all__ = ["PINNED_VERSION", "helm_importable", "installed_helm_version"]
 
 
 def helm_importable() -> bool:

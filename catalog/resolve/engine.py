@@ -84,7 +84,9 @@ class Explanation(Record):
     model: str
     policy: str
     policy_source: str
-    """`argument`, `setting` or `default`: where the policy in force came from."""
+    """`argument`, `setting`, `helm` or `default`: where the policy in force came from."""
+    policy_reason: str
+    """The same in words: "set by the user", "from crfm-helm 0.5.16 synced with --helm", ..."""
     deployments: tuple[ExplainedDeployment, ...]
     """The model's deployments in the catalog order the policy in force reads."""
     same_name_deployment: str | None
@@ -146,6 +148,7 @@ class Snapshot:
         "_groups",
         "_plans",
         "by_name",
+        "helm_version",
         "models",
         "pins",
         "policy_setting",
@@ -159,12 +162,15 @@ class Snapshot:
         by_name: dict[str, _Candidate],
         pins: dict[str, str],
         policy_setting: str | None,
+        helm_version: str | None = None,
     ) -> None:
         self.version = version
         self.models = models
         self.by_name = by_name
         self.pins = pins
         self.policy_setting = policy_setting
+        self.helm_version = helm_version
+        """The crfm-helm the last sync read with --helm: its rule is the policy when none is set."""
         self._by_first: dict[str, list[_Candidate]] = {}
         self._choices: dict[tuple[str, bool], dict[str, Choice]] = {}
         self._groups: dict[str, list[str]] = {}
@@ -200,6 +206,10 @@ class Snapshot:
             row = connection.execute(
                 "SELECT value FROM settings WHERE key = ?", (POLICY_SETTING,)
             ).fetchone()
+            last_sync = connection.execute(
+                "SELECT helm_version FROM syncs ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        helm_version = None if last_sync is None else last_sync[0]
         for model, pinned in list(pins.items()):
             if model not in models or pinned not in by_name:
                 if lenient:
@@ -207,7 +217,8 @@ class Snapshot:
                     continue
                 missing = f"model {model!r}" if model not in models else f"deployment {pinned!r}"
                 raise _damaged(f"the pin of {model!r} refers to {missing}")
-        return cls(version, models, by_name, pins, None if row is None else str(row[0]))
+        setting = None if row is None else str(row[0])
+        return cls(version, models, by_name, pins, setting, helm_version)
 
     def defaults(self) -> dict[str, dict[str, str | None]]:
         """Every model's default under `first`, `last`, and the policy in force with pins
@@ -252,7 +263,8 @@ class Snapshot:
         return self.choose(model, policy, ignore_deprecated)
 
     def policy_and_source(self, policy: str | None) -> tuple[str, str]:
-        """The policy in force and where it came from: `argument`, `setting` or `default`."""
+        """The policy in force and where it came from: `argument`, `setting`, `helm` (the rule
+        of the crfm-helm a --helm sync read) or `default`."""
         if policy is not None:
             return check_policy(policy), "argument"
         if self.policy_setting is not None:
@@ -263,7 +275,14 @@ class Snapshot:
                     hint="fix it with `catalog settings set policy first`",
                 )
             return self.policy_setting, "setting"
+        if self.helm_version is not None:
+            return policies.helm_rule(self.helm_version), "helm"
         return DEFAULT_POLICY, "default"
+
+    def policy_reason(self, policy: str | None) -> tuple[str, str, str]:
+        """(policy, source, the source in words)."""
+        chosen, source = self.policy_and_source(policy)
+        return chosen, source, policies.describe_policy_source(source, self.helm_version)
 
     def group_plan(
         self, connection: CatalogConnection, group: str, policy: str, ignore_deprecated: bool
@@ -373,8 +392,14 @@ class ResolutionEngine:
         return current
 
     def policy_in_force(self, policy: str | None = None) -> tuple[str, str]:
-        """(policy, source): `policy` if given, else the database's setting, else `first`."""
+        """(policy, source): `policy` if given, else the database's setting, else the rule of
+        the crfm-helm a --helm sync read, else `first`."""
         return self.snapshot().policy_and_source(policy)
+
+    def policy_reason(self, policy: str | None = None) -> tuple[str, str]:
+        """(policy, why it is in force, in words)."""
+        chosen, _, reason = self.snapshot().policy_reason(policy)
+        return chosen, reason
 
     def default_deployment(
         self, model: str, *, policy: str | None = None, ignore_deprecated: bool = False
@@ -487,7 +512,7 @@ class ResolutionEngine:
     def explain(self, model: str, *, policy: str | None = None) -> Explanation:
         """Every deployment of `model`, the pin, the policy, and which one is chosen and why."""
         snap = self.snapshot()
-        chosen_policy, source = snap.policy_and_source(policy)
+        chosen_policy, source, reason = snap.policy_reason(policy)
         if model not in snap.models:
             raise snap.unknown_model(model)
         ordered = snap.by_first_position(model) if chosen_policy == "first" else snap.models[model]
@@ -497,6 +522,7 @@ class ResolutionEngine:
             model=model,
             policy=chosen_policy,
             policy_source=source,
+            policy_reason=reason,
             deployments=tuple(
                 ExplainedDeployment(
                     d.name, d.host_organization, d.deprecated, d.position, d.first_position

@@ -50,6 +50,46 @@ class Candidate(Protocol):
     def deprecated(self) -> bool: ...
 
 
+LAST_RULE_SINCE = (0, 5, 7)
+"""The first crfm-helm whose rule is `last`; from PR #1903 (0.4.0) until then it was `first`."""
+DEPLOYMENTS_SINCE = (0, 4, 0)
+"""The first crfm-helm with model deployments (PR #1903): before it no rule applies."""
+
+def helm_version_tuple(version: str) -> tuple[int, ...]:
+    """`0.5.16` -> (0, 5, 16); a suffix such as `.dev1` or `rc2` after the numbers is ignored."""
+    numbers: list[int] = []
+    for part in version.strip().split("."):
+        digits = ""
+        for character in part:
+            if not character.isdigit():
+                break
+            digits += character
+        if not digits:
+            break
+        numbers.append(int(digits))
+        if len(digits) < len(part):
+            break
+    if not numbers:
+        raise SettingError(f"{version!r} is not a crfm-helm version (expected e.g. 0.5.16)")
+    return tuple(numbers)
+
+
+def helm_rule(version: str) -> str:
+    """The default-deployment rule of a crfm-helm version: `last` since 0.5.7, else `first`."""
+    return "last" if helm_version_tuple(version) >= LAST_RULE_SINCE else "first"
+
+
+def describe_policy_source(source: str, helm_version: str | None = None) -> str:
+    """Why the policy in force is what it is, in words (`catalog settings`, `explain`)."""
+    if source == "argument":
+        return "given for this command (--policy)"
+    if source == "setting":
+        return "set by the user (catalog settings set policy)"
+    if source == "helm":
+        return f"from crfm-helm {helm_version} synced with --helm"
+    return "default (no policy set, and the catalog was not synced with --helm)"
+
+
 def check_policy(policy: str) -> str:
     if policy not in POLICIES:
         raise SettingError(

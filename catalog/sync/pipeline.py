@@ -22,7 +22,7 @@ from catalog.resolve.engine import Snapshot
 from catalog.sync import writer
 from catalog.sync.merge import merge_sources
 from catalog.sync.report import SyncReport
-from catalog.sync.sources import SourceFile, read_sources, source_dirs
+from catalog.sync.sources import SourceFile, installed_helm_version, read_sources, source_dirs
 from catalog.sync.yaml_loader import YamlLimits
 
 if TYPE_CHECKING:
@@ -52,12 +52,14 @@ def sync(
         code = "helm-not-installed" if isinstance(error, HelmNotInstalledError) else "bad-source"
         report.errors.append(Finding(Severity.ERROR, code, str(error)))
         raise report.failure() from error
+    # The crfm-helm whose files a --helm sync read: its rule is the policy when none is set.
+    helm_version = installed_helm_version() if helm else None
     files, problems = read_sources(directories, limits.max_file_bytes)
     report = SyncReport(dry_run=dry_run, sources=[f.display for f in files])
     if problems:
         report.errors = problems
         raise report.failure()
-    if not force and _same_as_last_sync(connection, files, strict=strict):
+    if not force and _same_as_last_sync(connection, files, strict=strict, helm=helm_version):
         report.skipped_unchanged = True
         return report
 
@@ -86,7 +88,9 @@ def sync(
     ):
         writer.apply(connection, merged, report, recorder, strict=strict)
         if not dry_run:
-            recorder.sync_id = writer.record_sync(connection, files, report, started, forced=force)
+            recorder.sync_id = writer.record_sync(
+                connection, files, report, started, forced=force, helm_version=helm_version
+            )
     report.changes = recorder.changes
     return report
 
@@ -103,16 +107,17 @@ def _catalog_order(files: list[SourceFile]) -> Callable[[Finding], tuple[int, in
 
 
 def _same_as_last_sync(
-    connection: CatalogConnection, files: list[SourceFile], *, strict: bool
+    connection: CatalogConnection, files: list[SourceFile], *, strict: bool, helm: str | None
 ) -> bool:
-    """The same files, byte for byte, as the last sync by this version of the tool.
+    """The same files, byte for byte, as the last sync by this version of the tool, read the
+    same way (with --helm or not: the recorded crfm-helm version decides the policy).
 
     Under --strict a last sync that had warnings does not count: they must fail this run.
     """
     last = connection.execute(
-        "SELECT id, tool_version, warning_count FROM syncs ORDER BY id DESC LIMIT 1"
+        "SELECT id, tool_version, warning_count, helm_version FROM syncs ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    if last is None or last[1] != __version__ or (strict and last[2]):
+    if last is None or last[1] != __version__ or (strict and last[2]) or last[3] != helm:
         return False
     recorded = connection.execute(
         "SELECT path, kind, sha256 FROM sync_sources WHERE sync_id = ? ORDER BY position",

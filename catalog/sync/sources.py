@@ -67,6 +67,16 @@ def helm_config_dir() -> Path:
     return config_dir
 
 
+def installed_helm_version() -> str | None:
+    """The version of the installed crfm-helm, from its metadata (`helm` is never imported)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("crfm-helm")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def source_dirs(dirs: Sequence[str | os.PathLike[str]], *, helm: bool = False) -> list[Path]:
     """The directories to read, in order: HELM's (if asked), then the given ones or the bundle."""
     chosen = [Path(d) for d in dirs] if dirs else ([] if helm else [bundled_configs_dir()])
