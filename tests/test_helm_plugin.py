@@ -213,3 +213,52 @@ def test_every_helm_module_holding_a_copy_of_the_function_gets_the_catalogs(
         except ImportError:  # a dependency of the proxy that the dry-run install lacks
             return
         assert getattr(module, DEFAULT_FUNCTION) is replacement
+
+
+# A catalog that cannot be used stops helm-run -----------------------------------------------
+
+
+def test_an_outdated_or_empty_catalog_stops_the_plugin_with_the_catalogs_message(
+    tmp_path: Path, helm_registries: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helm.benchmark.config_registry import register_builtin_configs_from_helm_package
+
+    from catalog.db import migrations
+    from catalog.db.location import DatabaseLocation
+    from catalog.db.revisions import KNOWN_REVISIONS
+    from catalog.helm.plugin import load_into_helm
+
+    register_builtin_configs_from_helm_package()  # what helm-run has loaded when plugins load
+    before = list(helm_registries.ALL_MODEL_DEPLOYMENTS)
+    assert before
+    outdated = tmp_path / "old.db"
+    migrations.upgrade(DatabaseLocation.parse(outdated), KNOWN_REVISIONS[0])
+    with pytest.raises(SystemExit) as stopped:
+        load_into_helm(outdated)
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "catalog db upgrade" in err
+    assert len(err.strip().splitlines()) == 2 and err.splitlines()[1].startswith("hint: ")
+
+    empty = tmp_path / "empty.db"
+    Catalog.open(empty).close()
+    with pytest.raises(SystemExit):
+        load_into_helm(empty)
+    assert "holds no model" in capsys.readouterr().err
+    assert before == helm_registries.ALL_MODEL_DEPLOYMENTS  # HELM's own catalog untouched
+
+
+def test_the_entry_point_loads_the_catalog_only_when_opted_in(
+    tmp_path: Path, helm_registries: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_sources(
+        tmp_path / "src", [model("acme/only")], [deployment("h/only", "acme/only")]
+    )
+    synced_catalog(tmp_path, source).close()
+    monkeypatch.setenv("CATALOG_DB", str(tmp_path / "catalog.db"))
+    import catalog.helm.entry_point as entry_point
+
+    for opt_in, expected in (("0", False), ("1", True)):
+        monkeypatch.setenv("CATALOG_HELM_PLUGIN", opt_in)
+        importlib.reload(entry_point)
+        assert ("h/only" in helm_registries.DEPLOYMENT_NAME_TO_MODEL_DEPLOYMENT) is expected

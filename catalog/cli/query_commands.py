@@ -52,7 +52,35 @@ def _table_rows(resolutions: list[Resolution]) -> list[dict[str, Any]]:
     ]
 
 
-@click.command()
+class _HelmRunOptions(click.Command):
+    """helm-run takes several values after --models-to-run and --groups-to-run (argparse's
+    nargs="+"); so does `catalog resolve`, so that a helm-run command line can be copied.
+
+    The values that follow such an option, up to the next option or the first word holding '='
+    (a run entry), become one value, which the command splits again.
+    """
+
+    GREEDY = ("--models-to-run", "--groups-to-run")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rewritten: list[str] = []
+        index = 0
+        while index < len(args):
+            rewritten.append(args[index])
+            index += 1
+            if rewritten[-1] in self.GREEDY:
+                values = []
+                while (
+                    index < len(args) and not args[index].startswith("-") and "=" not in args[index]
+                ):
+                    values.append(args[index])
+                    index += 1
+                if values:
+                    rewritten.append(" ".join(values))
+        return super().parse_args(ctx, rewritten)
+
+
+@click.command(cls=_HelmRunOptions)
 @click.argument("run_entry", required=False)
 @click.option(
     "--file",
@@ -72,7 +100,7 @@ def _table_rows(resolutions: list[Resolution]) -> list[dict[str, Any]]:
     multiple=True,
     metavar="MODEL...",
     help="As helm-run's: entries without model= or with a group run on these models instead, "
-    "and only runs of these models are kept (repeat it, or give several names in one value).",
+    "and only runs of these models are kept (several names may follow, as for helm-run).",
 )
 @click.option(
     "--groups-to-run",
@@ -113,7 +141,7 @@ def resolve(
       catalog resolve mmlu:subject=anatomy,model=text
       catalog resolve model=meta/llama-2-7b --policy last --json
       catalog resolve --file run_specs.conf
-      catalog resolve --file run_specs.conf --models-to-run "openai/gpt2 meta/llama-2-7b"
+      catalog resolve --file run_specs.conf --models-to-run openai/gpt2 meta/llama-2-7b
     """
     if (run_entry is None) == (conf_file is None):
         raise click.UsageError("give either RUN_ENTRY or --file FILE (exactly one)")
@@ -251,6 +279,7 @@ def explanation_text(explanation: Explanation) -> str:
         if choice.policy != explanation.policy or explanation.pinned:
             what = f"{choice.deployment} ({choice.chosen_by})" if choice.deployment else "none"
             lines.append(f"policy {choice.policy} alone would choose: {what}")
+    lines += [f"note: {note}" for note in explanation.notes]
     return "\n".join(lines)
 
 
