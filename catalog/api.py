@@ -61,9 +61,11 @@ class Catalog:
         names `catalog db upgrade`.
         """
         location = DatabaseLocation.parse(path_or_url)
+        if location.path.is_dir():
+            raise DatabaseError(
+                f"{location.path} is a directory", hint="give --db the path of a catalog file"
+            )
         if not location.exists():
-            if location.path.is_dir():
-                raise DatabaseError(f"{location.path} is a directory: give the path of a catalog")
             if not create:
                 raise NoCatalogError(
                     f"no catalog at {location.path}", hint="run `catalog sync` to create one"
@@ -261,11 +263,12 @@ class Catalog:
 
         return checks.check_catalog(self.connection)
 
-    def export(self, out_dir: str | os.PathLike[str]) -> list[Path]:
-        """Write the three HELM YAML files; syncing them back gives the same catalog."""
+    def export(self, out_dir: str | os.PathLike[str], *, force: bool = False) -> list[Path]:
+        """Write the three HELM YAML files; syncing them back gives the same catalog. A
+        directory already holding one of them is refused (ExportError) unless `force`."""
         from catalog.query import export
 
-        return export.export_catalog(self.connection, Path(out_dir))
+        return export.export_catalog(self.connection, Path(out_dir), force=force)
 
     # Resolution: catalog.resolve ------------------------------------------------------------
 

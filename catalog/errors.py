@@ -171,6 +171,10 @@ class SettingError(CatalogError):
     """An unknown setting or an invalid value for one."""
 
 
+class ExportError(CatalogError):
+    """An export that would overwrite files without --force, or cannot be written."""
+
+
 class HistoryError(CatalogError):
     """No state of the catalog is known at the moment asked for, or a past state was asked to
     change."""

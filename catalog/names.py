@@ -45,3 +45,26 @@ def name_problem(name: str) -> str | None:
         f"{shown} is not of the form org/engine: each part starts with a letter or digit "
         "and holds only ASCII letters, digits and . _ - : + @"
     )
+
+
+# Model name prefixes for which HELM (0.5.7 and later; this list is 0.5.16's) generates a
+# deployment at run time when its configs define none: `openai/x` runs as deployment `openai/x`.
+HELM_GENERATED_PREFIXES = (
+    "anthropic/",
+    "cohere/",
+    "google/",
+    "huggingface/",
+    "huggingface-inference-providers/",
+    "litellm/",
+    "mistralai/",
+    "openai/",
+    "openrouter/",
+    "together/",
+    "writer/",
+    "xai/",
+)
+
+
+def helm_generates(model: str) -> bool:
+    """Whether HELM would generate a deployment for `model` if none were configured."""
+    return model.startswith(HELM_GENERATED_PREFIXES)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from conftest import FIXTURES, run_cli
+from helm_yaml import empty_database
 
-from catalog import Catalog
+from catalog import Catalog, ExportError
 
 MINI = FIXTURES / "read" / "mini"
 
@@ -52,6 +55,7 @@ def catalog_content(path: Path) -> dict[str, list[Any]]:
             "tags": rows("SELECT name FROM tags ORDER BY name"),
             "tokenizers": rows(f"SELECT {TOKENIZER_COLUMNS} FROM tokenizers ORDER BY position"),
             "deployments": rows(f"SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY position"),
+            "deployments_first_seen": rows("SELECT name FROM deployments ORDER BY first_position"),
         }
     finally:
         connection.close()
@@ -59,7 +63,7 @@ def catalog_content(path: Path) -> dict[str, list[Any]]:
 
 def assert_round_trip(sources: list[Path], tmp_path: Path) -> dict[str, list[Any]]:
     first = tmp_path / "first.db"
-    with Catalog.open(first) as catalog:
+    with Catalog.open(empty_database(first)) as catalog:
         catalog.sync(sources)
         written = catalog.export(tmp_path / "exported")
     assert [p.name for p in written] == [
@@ -68,10 +72,21 @@ def assert_round_trip(sources: list[Path], tmp_path: Path) -> dict[str, list[Any
         "tokenizer_configs.yaml",
     ]
     second = tmp_path / "second.db"
-    with Catalog.open(second) as catalog:
+    with Catalog.open(empty_database(second)) as catalog:
         report = catalog.sync([tmp_path / "exported"])
-    # Nothing the export wrote is unknown or duplicated: only placeholders are announced again.
-    assert {w.code for w in report.warnings} <= {"placeholder-model", "placeholder-tokenizer"}
+    # Nothing the export wrote is unknown: only placeholders are announced again, and the
+    # deployments a later layer redefined, which the export writes twice (identical copies),
+    # where their name first appeared and where it won, as HELM's list holds them.
+    with Catalog.open(first) as original:
+        redefined = {d.name for d in original.deployments() if d.first_position != d.position}
+    duplicates = [w for w in report.warnings if w.code == "duplicate-name"]
+    assert {w.code for w in report.warnings} <= {
+        "placeholder-model",
+        "placeholder-tokenizer",
+        "duplicate-name",
+    }
+    assert all("identical" in w.message for w in duplicates)
+    assert {w.message.split("'")[1] for w in duplicates} == redefined
     expected = catalog_content(first)
     actual = catalog_content(second)
     for table in expected:
@@ -113,10 +128,10 @@ def test_round_trip_of_two_layers(tmp_path: Path) -> None:
     assert content["deployments"][-1]["max_sequence_length"] == 999
 
 
-def _exported(tmp_path: Path) -> dict[str, Any]:
-    with Catalog.open(tmp_path / "c.db") as catalog:
+def _exported(tmp_path: Path, *, force: bool = False) -> dict[str, Any]:
+    with Catalog.open(empty_database(tmp_path / "c.db")) as catalog:
         catalog.sync([MINI])
-        catalog.export(tmp_path / "out")
+        catalog.export(tmp_path / "out", force=force)
     return {
         name: yaml.safe_load((tmp_path / "out" / name).read_text())
         for name in ("model_metadata.yaml", "model_deployments.yaml", "tokenizer_configs.yaml")
@@ -173,12 +188,23 @@ def test_export_writes_dates_and_tags_as_helm_does(tmp_path: Path) -> None:
     assert "ghost/model" not in text
 
 
-def test_export_replaces_existing_files(tmp_path: Path) -> None:
+def test_export_refuses_existing_files_and_replaces_them_with_force_keeping_modes(
+    tmp_path: Path,
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "model_metadata.yaml").write_text("stale")
-    _exported(tmp_path)
+    (out / "model_metadata.yaml").chmod(0o640)
+    with pytest.raises(ExportError, match="already holds model_metadata.yaml"):
+        _exported(tmp_path)
+    assert (out / "model_metadata.yaml").read_text() == "stale"
+    assert sorted(p.name for p in out.iterdir()) == ["model_metadata.yaml"]
+    _exported(tmp_path, force=True)
     assert (out / "model_metadata.yaml").read_text().startswith("#")
+    assert (out / "model_metadata.yaml").stat().st_mode & 0o777 == 0o640
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (out / "tokenizer_configs.yaml").stat().st_mode & 0o777 == 0o666 & ~umask
     assert sorted(p.name for p in out.iterdir()) == [
         "model_deployments.yaml",
         "model_metadata.yaml",
@@ -187,7 +213,7 @@ def test_export_replaces_existing_files(tmp_path: Path) -> None:
 
 
 def test_cli_export(tmp_path: Path) -> None:
-    db = tmp_path / "c.db"
+    db = empty_database(tmp_path / "c.db")
     with Catalog.open(db) as catalog:
         catalog.sync([MINI])
     result = run_cli("export", tmp_path / "out", db=db)
@@ -204,7 +230,7 @@ def test_cli_export(tmp_path: Path) -> None:
 
 
 def test_cli_export_to_a_file_path_fails_cleanly(tmp_path: Path) -> None:
-    db = tmp_path / "c.db"
+    db = empty_database(tmp_path / "c.db")
     with Catalog.open(db) as catalog:
         catalog.sync([MINI])
     blocker = tmp_path / "a-file"

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from catalog.api import Catalog
-from catalog.db.failures import DAMAGED_HINT, damage_report, failure_hint
+from catalog.db.failures import DAMAGED_HINT, INCONSISTENT_HINT, damage_report, failure_hint
 from catalog.db.location import DatabaseLocation
 from catalog.errors import CatalogError, with_hint
 
@@ -84,7 +84,8 @@ def run_guarded(command: click.Group, argv: Sequence[str] | None) -> None:
         damage = _damage(cli_state)
         if damage is None:
             raise
-        fail(with_hint(damage, DAMAGED_HINT))
+        hint = INCONSISTENT_HINT if "inconsistent" in damage else DAMAGED_HINT
+        fail(with_hint(damage, hint))
 
 
 def _damage(cli_state: CliState) -> str | None:

@@ -355,17 +355,19 @@ def check(context: click.Context, as_json: bool) -> None:
 
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, writable=True))
+@click.option("--force", is_flag=True, help="Replace the files if OUT_DIR already holds them.")
 @click.pass_context
-def export(context: click.Context, out_dir: str) -> None:
+def export(context: click.Context, out_dir: str, force: bool) -> None:
     """Write model_metadata.yaml, model_deployments.yaml and tokenizer_configs.yaml to OUT_DIR.
 
-    The files are in HELM's format; `catalog sync OUT_DIR` rebuilds the same catalog.
+    The files are in HELM's format; `catalog sync OUT_DIR` rebuilds the same catalog. A
+    directory that already holds any of them is refused unless --force.
 
     \b
     Example:
       catalog export ./exported
     """
-    for path in state(context).catalog().export(out_dir):
+    for path in state(context).catalog().export(out_dir, force=force):
         click.echo(str(path))
 
 

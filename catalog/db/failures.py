@@ -9,8 +9,10 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+from typing import Any
 
 from catalog.db.location import DatabaseLocation
+from catalog.db.schema import TABLES, ColumnType
 from catalog.errors import DatabaseError, NotACatalogError
 
 BUSY_TIMEOUT_MS = 30_000
@@ -39,6 +41,9 @@ def sqlite_code(error: BaseException | None) -> int:
 BUSY_HINT = (
     "another process is writing the catalog and kept it locked for longer than the "
     f"{BUSY_TIMEOUT_MS // 1000} s this command waits: run it again once that one has finished"
+)
+INCONSISTENT_HINT = (
+    "`catalog check` lists every such problem; `catalog sync` rebuilds the catalog from its sources"
 )
 DAMAGED_HINT = (
     "the database file is damaged: restore it from a backup, or move it away and run "
@@ -135,11 +140,49 @@ def open_failure(location: DatabaseLocation, error: sqlite3.Error) -> DatabaseEr
     return DatabaseError(f"{path}: cannot open the catalog database: {error}")
 
 
-def damage_report(location: DatabaseLocation) -> str | None:
-    """What SQLite's quick_check finds wrong with the catalog file, or None if nothing.
+# The storage classes SQLite may hold for each kind of column (NULL where it is nullable).
+_STORED_AS = {
+    ColumnType.STRING: "text",
+    ColumnType.TEXT: "text",
+    ColumnType.DATE: "text",
+    ColumnType.DATETIME: "text",
+    ColumnType.JSON: "text",
+    ColumnType.INTEGER: "integer",
+    ColumnType.BIG_INTEGER: "integer",
+    ColumnType.BOOLEAN: "integer",
+}
 
-    Asked after an unexpected error: garbage handed over by a damaged file is the user's to
-    fix, a bug is not, and only this check tells the two apart.
+
+def wrong_values(connection: Any) -> list[str]:
+    """Columns holding values of another type than the schema's, as sentences: what only a
+    write around the tool (sqlite3 with a typo) can leave, and what no read expects."""
+    found = []
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    for table in TABLES:
+        if table.name not in tables:
+            continue
+        for column in table.columns:
+            allowed = [_STORED_AS[column.type]] + (["null"] if column.nullable else [])
+            marks = ", ".join("?" for _ in allowed)
+            count, example = connection.execute(
+                f"SELECT count(*), min(quote({column.name})) FROM {table.name} "
+                f"WHERE typeof({column.name}) NOT IN ({marks})",
+                allowed,
+            ).fetchone()
+            if count:
+                found.append(
+                    f"{table.name}.{column.name} holds {count} value(s) that are not "
+                    f"{' or '.join(allowed)} (e.g. {str(example)[:40]})"
+                )
+    return found
+
+
+def damage_report(location: DatabaseLocation) -> str | None:
+    """What is wrong with the catalog file, or None if nothing: damage SQLite's quick_check
+    finds, then rows that refer to missing rows, then values of the wrong type.
+
+    Asked after an unexpected error: garbage handed over by a damaged or hand-edited file is
+    the user's to fix, a bug is not, and only these checks tell the two apart.
     """
     if not location.path.is_file():
         return None
@@ -147,6 +190,18 @@ def damage_report(location: DatabaseLocation) -> str | None:
         connection = sqlite3.connect(f"{location.path.as_uri()}?mode=ro", uri=True)
         try:
             rows = connection.execute("PRAGMA quick_check(3)").fetchall()
+            if rows == [("ok",)]:
+                dangling = connection.execute("PRAGMA foreign_key_check").fetchall()
+                if dangling:
+                    table, _rowid, parent, _key = dangling[0]
+                    return (
+                        f"{location.path}: the catalog is inconsistent: {len(dangling)} row(s) "
+                        f"refer to missing rows (first: a row of {table} refers to a missing "
+                        f"row of {parent}); was it edited with foreign keys off?"
+                    )
+                wrong = wrong_values(connection)
+                if wrong:
+                    return f"{location.path}: the catalog is inconsistent: {'; '.join(wrong)}"
         finally:
             connection.close()
     except sqlite3.Error as error:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from catalog.errors import Finding, Severity
+from catalog.names import helm_generates
 
 if TYPE_CHECKING:
     from catalog.db.connection import CatalogConnection
@@ -44,10 +45,40 @@ class CheckReport:
         }
 
 
+def _models_without_deployments(connection: CatalogConnection) -> list[Finding]:
+    """No run can use such a model, unless HELM generates a deployment for it at run time."""
+    findings = []
+    for name, file, line in connection.execute(
+        "SELECT m.name, m.source_file, m.source_line FROM models AS m "
+        "WHERE NOT EXISTS (SELECT 1 FROM deployments AS d WHERE d.model_name = m.name) "
+        "ORDER BY m.position"
+    ).fetchall():
+        if helm_generates(name):
+            severity = Severity.INFO
+            message = (
+                f"model {name!r} has no deployment in the catalog; HELM 0.5.7 and later "
+                f"generate one at run time (deployment {name!r}), earlier versions cannot run it"
+            )
+        else:
+            severity = Severity.WARNING
+            message = f"model {name!r} has no deployment, so no run can use it"
+        findings.append(
+            Finding(severity, "model-without-deployments", message, name, file=file, line=line)
+        )
+    return findings
+
+
 def check_catalog(connection: CatalogConnection) -> CheckReport:
     findings: list[Finding] = []
     with connection.read():
-        for check in (_foreign_key_violations, _broken_pins, *_ROW_CHECKS):
+        checks = (
+            _foreign_key_violations,
+            _broken_pins,
+            *_ROW_CHECKS[:2],  # placeholders
+            _models_without_deployments,
+            *_ROW_CHECKS[2:],
+        )
+        for check in checks:
             findings.extend(check(connection))
     findings.sort(key=lambda f: f.severity.rank)
     return CheckReport(findings)
@@ -154,11 +185,25 @@ _ROW_CHECKS = (
     ),
     _RowCheck(
         Severity.WARNING,
-        "model-without-deployments",
-        "SELECT m.name, m.source_file, m.source_line FROM models AS m "
-        "WHERE NOT EXISTS (SELECT 1 FROM deployments AS d WHERE d.model_name = m.name) "
-        "ORDER BY m.position",
-        lambda name: f"model {name!r} has no deployment, so no run can use it",
+        "deployment-named-like-another-model",
+        "SELECT d.name, d.source_file, d.source_line, d.model_name FROM deployments AS d "
+        "JOIN models AS m ON m.name = d.name WHERE d.model_name != d.name ORDER BY d.position",
+        lambda name, served: (
+            f"deployment {name!r} serves model {served!r}, but a model is named {name!r} too: "
+            f"HELM's `first` rule runs model {name!r} on this deployment of another model; "
+            "rename the deployment or set its model_name"
+        ),
+    ),
+    _RowCheck(
+        Severity.WARNING,
+        "pin-to-deprecated",
+        "SELECT p.model_name, d.source_file, d.source_line, p.deployment_name FROM pins AS p "
+        "JOIN deployments AS d ON d.name = p.deployment_name WHERE d.deprecated "
+        "ORDER BY p.model_name",
+        lambda name, deployment: (
+            f"model {name!r} is pinned to {deployment!r}, which is deprecated; the pin still "
+            f"wins (also over --ignore-deprecated): pin another deployment or unpin {name!r}"
+        ),
     ),
     _RowCheck(
         Severity.WARNING,

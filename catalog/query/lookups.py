@@ -129,6 +129,22 @@ def get_tokenizer(connection: CatalogConnection, name: str) -> TokenizerInfo:
 # Listings ---------------------------------------------------------------------------------------
 
 
+def _host_as_stored(connection: CatalogConnection, host: str) -> str:
+    """`host` as the catalog spells it (`Together` -> `together`): looked up exactly first, on
+    the index, and ignoring case only if that finds nothing."""
+    found = connection.execute(
+        "SELECT 1 FROM deployments WHERE host_organization = ? LIMIT 1", (host,)
+    ).fetchone()
+    if found is not None:
+        return host
+    spelled = connection.execute(
+        "SELECT DISTINCT host_organization FROM deployments WHERE "
+        + connection.equals_ignoring_case("host_organization"),
+        (host,),
+    ).fetchone()
+    return host if spelled is None else str(spelled[0])
+
+
 def list_models(
     connection: CatalogConnection,
     *,
@@ -139,7 +155,8 @@ def list_models(
     """Models in catalog order; filters combine with AND.
 
     `creator` matches the name prefix (`meta`) or, ignoring case, the creator organization
-    name (`Meta`). An unknown tag raises UnknownTagError (a typo should not look like "none").
+    name (`Meta`); `host` ignores case too (`Together`). An unknown tag raises UnknownTagError
+    (a typo should not look like "none").
     """
     conditions: list[str] = []
     params: list[Any] = []
@@ -156,7 +173,7 @@ def list_models(
             conditions.append(
                 "m.name IN (SELECT model_name FROM deployments WHERE host_organization = ?)"
             )
-            params.append(host)
+            params.append(_host_as_stored(connection, host))
         where = " WHERE " + " AND ".join(conditions) if conditions else ""
         return _models_where(connection, where, params)
 
@@ -209,7 +226,7 @@ def list_deployments(
             params.append(model)
         if host is not None:
             conditions.append("d.host_organization = ?")
-            params.append(host)
+            params.append(_host_as_stored(connection, host))
         if tokenizer is not None:
             _require(connection, "tokenizers", tokenizer)
             conditions.append("d.tokenizer_name = ?")

@@ -11,7 +11,7 @@ catalog.resolve.policies; cache routing asks this engine for each model's host.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from catalog.db.records import Record, not_in_json
 from catalog.errors import (
@@ -95,6 +95,12 @@ class Explanation(Record):
     chosen: str | None
     chosen_by: str | None
     policy_choices: tuple[PolicyChoice, ...]
+    generator_note: str | None = None
+    """For a model with no deployment: what HELM generates for it at run time, or may."""
+    helm_list_choice: str | None = None
+    """What HELM's own list scan would pick under the policy, where a redefinition makes it
+    differ from the catalog's choice (None otherwise)."""
+    notes: tuple[str, ...] = ()
 
 
 class _Candidate:
@@ -305,21 +311,21 @@ class Snapshot:
     ) -> PlannedRun:
         """(model, deployment, host, rule, warnings) for a model named by `model=`."""
         if model not in self.models:
-            # Only one of HELM's fixed lists can name a model the catalog lacks.
-            return (
-                model,
-                None,
-                None,
-                None,
-                (f"model {model!r} of group {group!r} is not in the catalog",),
+            # Only one of HELM's fixed lists can name a model the catalog lacks; HELM runs it
+            # if one of its generators makes a deployment for it.
+            from catalog.helm.generators import generated_plan
+
+            return generated_plan(
+                model, f"model {model!r} of group {group!r} is not in the catalog"
             )
         name, rule = self.default(model, policy, ignore_deprecated)
         if name is None:
             if self.models[model]:
                 why = f"model {model!r} has only deprecated deployments, which are ignored"
-            else:
-                why = f"model {model!r} has no deployment"
-            return model, None, None, None, (why,)
+                return model, None, None, None, (why,)
+            from catalog.helm.generators import generated_plan
+
+            return generated_plan(model, f"model {model!r} has no deployment in the catalog")
         deployment = self.by_name[name]
         if deployment.model_name != model:
             raise self.incompatible(model, deployment)
@@ -336,6 +342,11 @@ class Snapshot:
             warnings.append(text + "; write model_deployment=DEPLOYMENT to choose explicitly")
         if deployment.deprecated:
             warnings.append(f"deployment {name!r} is deprecated")
+            if rule == PINNED and ignore_deprecated:
+                warnings.append(
+                    f"model {model!r} is pinned to the deprecated {name!r}: a pin wins over "
+                    f"--ignore-deprecated (unpin {model} to let the policy choose)"
+                )
         return model, name, deployment.host_organization, rule, tuple(warnings)
 
     def unknown_model(self, name: str, *, groups: bool = False) -> UnknownModelError:
@@ -514,10 +525,28 @@ class ResolutionEngine:
         snap = self.snapshot()
         chosen_policy, source, reason = snap.policy_reason(policy)
         if model not in snap.models:
+            deployment = snap.by_name.get(model)
+            if deployment is not None:
+                raise UnknownModelError(
+                    model,
+                    hint=f"{model!r} is a deployment of model {deployment.model_name!r}: "
+                    f"`catalog explain {deployment.model_name}` explains the model's choice, "
+                    f"`catalog resolve model_deployment={model}` resolves the deployment",
+                )
             raise snap.unknown_model(model)
         ordered = snap.by_first_position(model) if chosen_policy == "first" else snap.models[model]
         same = snap.by_name.get(model)
         chosen, rule = snap.default(model, chosen_policy, False)
+        generator_note = None
+        if chosen is None:
+            # What HELM does at run time for a model with no deployment.
+            from catalog.helm.generators import HELM_GENERATOR, helm_generated_deployment
+
+            generated = helm_generated_deployment(model)
+            if generated is not None:
+                generator_note = generated.note
+                if generated.name is not None:
+                    chosen, rule = generated.name, HELM_GENERATOR
         return Explanation(
             model=model,
             policy=chosen_policy,
@@ -534,7 +563,44 @@ class ResolutionEngine:
             chosen=chosen,
             chosen_by=rule,
             policy_choices=tuple(PolicyChoice(p, *snap.choose(model, p, False)) for p in POLICIES),
+            generator_note=generator_note,
+            **self._helm_list_view(snap, model, chosen_policy),
         )
+
+    def _helm_list_view(self, snap: Snapshot, model: str, policy: str) -> dict[str, Any]:
+        """HELM's list keeps every copy of a redefined deployment, with its own flags; where
+        scanning it gives another answer than the catalog (which applies the override), say
+        so. Only explain pays for this: it reads the shadowed copies of this model."""
+        shadowed = self._connection.execute(
+            "SELECT position, name, model_name, deprecated, source_file, source_line "
+            "FROM shadowed_deployments WHERE model_name = ? "
+            "OR name IN (SELECT name FROM deployments WHERE model_name = ?) ORDER BY position",
+            (model, model),
+        ).fetchall()
+        if not shadowed:
+            return {}
+        copies = sorted(
+            [(d.position, d.name, d.model_name, d.deprecated) for d in snap.models[model]]
+            + [(row[0], row[1], row[2], bool(row[3])) for row in shadowed]
+        )
+        mine = [copy for copy in copies if copy[2] == model]
+        live = [copy for copy in mine if not copy[3]] or mine
+        if policy == "first":
+            scanned = model if model in snap.by_name else (live[0][1] if live else None)
+        else:
+            scanned = live[-1][1] if live else (model if model in snap.by_name else None)
+        catalog_choice = snap.choose(model, policy, False)[0]
+        if scanned == catalog_choice:
+            return {}
+        earlier = ", ".join(f"{row[1]!r} ({row[4]}:{row[5]})" for row in shadowed)
+        return {
+            "helm_list_choice": scanned,
+            "notes": (
+                f"a later layer redefined {earlier}; HELM's own list still holds the earlier "
+                f"copy, and scanning it HELM's {policy!r} rule would pick {scanned!r}, where "
+                f"the catalog, applying the redefinition, picks {catalog_choice!r}",
+            ),
+        }
 
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any
 
 from catalog.db.rows import content_of
 from catalog.db.schema import DeploymentInfo, ModelInfo, ShadowedDeployment, TokenizerInfo
-from catalog.errors import Finding, Severity
+from catalog.errors import Finding, Severity, suggest
 from catalog.names import split_name
 from catalog.sync.sources import TOP_LEVEL_KEYS, SourceFile
 from catalog.sync.validation import (
@@ -89,11 +89,12 @@ def merge_sources(
                 source_line=copy.source_line,
             )
     next_model_position = len(entries["models"])
+    defined_models = list(merged.models)
     next_tokenizer_position = len(entries["tokenizers"])
     for deployment, first, last in sorted(deployments.values(), key=lambda won: won[2]):
         if deployment.model_name not in merged.models:
             merged.models[deployment.model_name] = _placeholder_model(
-                deployment, next_model_position, diagnostics
+                deployment, next_model_position, diagnostics, defined_models
             )
             next_model_position += 1
         tokenizer = deployment.tokenizer_name
@@ -220,11 +221,17 @@ def _duplicate_warning(noun: str, earlier: Any, later: Any) -> Finding:
 
 
 def _placeholder_model(
-    deployment: DeploymentInfo, position: int, diagnostics: list[Finding]
+    deployment: DeploymentInfo,
+    position: int,
+    diagnostics: list[Finding],
+    defined_models: list[str],
 ) -> ModelInfo:
-    """HELM's stand-in for a model with no metadata: creator Unknown, generic text tags."""
+    """HELM's stand-in for a model with no metadata: creator Unknown, generic text tags. A
+    name close to a defined model is most likely a typo, and the warning says which."""
     name = deployment.model_name
     prefix, engine = split_name(name)
+    close = suggest(name, defined_models, limit=1)
+    typo = f"; did you mean {close[0]}?" if close else ""
     diagnostics.append(
         Finding(
             Severity.WARNING,
@@ -232,7 +239,8 @@ def _placeholder_model(
             f"deployment {deployment.name!r} serves model {name!r}, which has no metadata; a "
             "placeholder model was created (creator Unknown, tags "
             + ", ".join(PLACEHOLDER_TAGS)
-            + ")",
+            + ")"
+            + typo,
             file=deployment.source_file,
             line=deployment.source_line,
         )

@@ -163,8 +163,27 @@ class EntryChecker:
             return None
         return value
 
-    def length(self, entry: dict[Any, Any], key: str, what: str) -> int | None:
+    def whole_number(self, entry: dict[Any, Any], key: str, what: str) -> Any:
+        """The value of `key`, a whole number where HELM would read one: `"4096"` or `1024.0`
+        become 4096 and 1024 with a `coerced-value` warning (an error under --strict)."""
         value = entry.get(key)
+        converted: int | None = None
+        if isinstance(value, str) and value.strip().isdigit():
+            converted = int(value.strip())
+        elif isinstance(value, float) and value.is_integer():
+            converted = int(value)
+        if converted is None:
+            return value
+        self.warning(
+            "coerced-value",
+            f"{key!r} of {what} is {preview(value)}, not a whole number; read as {converted}, "
+            "as HELM reads it (write it without quotes or decimals)",
+            self.key_line(entry, key),
+        )
+        return converted
+
+    def length(self, entry: dict[Any, Any], key: str, what: str) -> int | None:
+        value = self.whole_number(entry, key, what)
         if value is None:
             return None
         line = self.key_line(entry, key)
@@ -363,11 +382,20 @@ def _deprecated_flag(entry: dict[Any, Any], checker: EntryChecker, what: str) ->
     line = checker.key_line(entry, "deprecated")
     if value is None or isinstance(value, bool):
         return bool(value)
+    if isinstance(value, (int, float)) and value in (0, 1):
+        checker.warning(
+            "coerced-value",
+            f"'deprecated' of {what} is the number {preview(value)}; read as "
+            f"{'true' if value else 'false'}, as HELM reads it (write true or false)",
+            line,
+        )
+        return bool(value)
     if isinstance(value, str) and value.strip():
+        hint = " (a comment needs a space before '#')" if "#" in value else ""
         checker.warning(
             "suspicious-boolean",
-            f"'deprecated' of {what} is the string {preview(value)}, not true/false (a comment "
-            "needs a space before '#'); read as true, as HELM does",
+            f"'deprecated' of {what} is the string {preview(value)}, not true/false{hint}; "
+            "read as true, as HELM does",
             line,
         )
         return True
@@ -378,7 +406,7 @@ def _deprecated_flag(entry: dict[Any, Any], checker: EntryChecker, what: str) ->
 
 
 def _num_parameters(entry: dict[Any, Any], checker: EntryChecker, what: str) -> int | None:
-    value = entry.get("num_parameters")
+    value = checker.whole_number(entry, "num_parameters", what)
     if value is None:
         return None
     line = checker.key_line(entry, "num_parameters")

@@ -235,15 +235,30 @@ def _drop_broken_pins(
 ) -> None:
     """A pin whose deployment is gone, or now serves another model, is dropped with a warning."""
     broken = []
+    deprecated_before = {
+        name for (name,) in connection.execute("SELECT name FROM deployments WHERE deprecated")
+    }
     for model_name, deployment_name in connection.execute(
         f"SELECT model_name, deployment_name FROM {PINS.name}"
-    ):
+    ).fetchall():
         deployment = merged.deployments.get(deployment_name)
         if deployment is None:
             reason = f"deployment {deployment_name!r} is no longer in the sources"
         elif deployment.model_name != model_name:
             reason = f"deployment {deployment_name!r} now serves {deployment.model_name!r}"
         else:
+            if deployment.deprecated and deployment_name not in deprecated_before:
+                _report(
+                    report,
+                    Finding(
+                        Severity.WARNING,
+                        "pin-deprecated",
+                        f"model {model_name!r} is pinned to {deployment_name!r}, which this sync "
+                        "makes deprecated; the pin still wins: pin another deployment or unpin",
+                        model_name,
+                    ),
+                    strict=strict,
+                )
             continue
         broken.append(model_name)
         report.pins_dropped.append(model_name)
@@ -253,17 +268,23 @@ def _drop_broken_pins(
             f"the pin of model {model_name!r} was dropped: {reason}",
             subject=model_name,
         )
-        if strict:
-            report.errors.append(finding.as_error())
-        else:
-            report.warnings.append(finding)
-    if strict and broken:
+        _report(report, finding, strict=strict)
+    if strict and report.errors:
+        what = f"drop {len(broken)} pin(s)" if broken else "deprecate a pinned deployment"
         raise SyncError(
-            f"sync would drop {len(broken)} pin(s) and --strict is set; nothing was written",
+            f"sync would {what} and --strict is set; nothing was written",
             report.errors,
             report=report,
         )
     _delete(connection, PINS, broken)
+
+
+def _report(report: SyncReport, finding: Finding, *, strict: bool) -> None:
+    """A finding of the write stage: an error under --strict, else a warning."""
+    if strict:
+        report.errors.append(finding.as_error())
+    else:
+        report.warnings.append(finding)
 
 
 def record_sync(
