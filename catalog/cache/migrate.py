@@ -63,9 +63,13 @@ if TYPE_CHECKING:
     from catalog.db.connection import CatalogConnection
     from catalog.resolve.engine import ResolutionEngine
 
-# Entries inserted into a target per transaction: large, so that commits are few, and bounded,
-# so that a transaction's pages stay near the writer's cache and a kill loses little work.
-FLUSH_ROWS = 20_000
+# Entries inserted into a target per transaction: large, so that commits (and their fsyncs)
+# are few, and bounded, so that the writers start while the keys are still being routed and a
+# kill loses little work.
+FLUSH_ROWS = 10_000
+# Threads writing targets. Each destination stays on one of them (its writes keep their
+# order), so two targets of a routed shard are written at once while the keys are routed.
+WRITERS = 2
 SQLITE_HEAP_LIMIT = 48 * 2**20
 WHOLE_SHARD = "whole shard"
 ROUTED = "routed"
@@ -103,6 +107,8 @@ class _Run:
     pruned: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # The writers update the counts from their own threads.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def move(self, target: str) -> _Move:
         found = self.moves.get(target)
@@ -111,20 +117,30 @@ class _Run:
         return found
 
     def add(self, destination: str, counts: PutCounts) -> None:
-        if destination == self.shard:
-            self.copied += counts.inserted
-        else:
-            self.moved[destination] += counts.inserted
-        self.already_present += counts.already_present
-        self.kept_target += counts.kept_target
-        self.took_source += counts.took_source
+        with self.lock:
+            if destination == self.shard:
+                self.copied += counts.inserted
+            else:
+                self.moved[destination] += counts.inserted
+            self.already_present += counts.already_present
+            self.kept_target += counts.kept_target
+            self.took_source += counts.took_source
 
     def fail(self, move: _Move, message: str, entries: int) -> None:
         """The move cannot be made: its remaining entries stay where they are."""
-        if move.error is None:
-            move.error = message
+        with self.lock:
+            if move.error is None:
+                move.error = message
+                self.errors.append(message)
+            self.failed += entries
+
+    def error(self, message: str) -> None:
+        with self.lock:
             self.errors.append(message)
-        self.failed += entries
+
+    def pruned_more(self, count: int) -> None:
+        with self.lock:
+            self.pruned += count
 
     @property
     def clean(self) -> bool:
@@ -248,10 +264,9 @@ def migrate(
     listing = source.list_shards()
     problems = list(listing.problems)
     total = _count_all(source, listing.shards) if progress is not None else 0
-    # The writer thread's own store: a store's connections belong to one thread.
-    written = SqliteDirectoryStore(target_dir, readonly=dry_run)
+    writers = _Writers(target_dir, readonly=dry_run, count=WRITERS)
     migration = _Migration(
-        source, target, written, router, options, problems, _Progress(progress, total)
+        source, target, writers, router, options, problems, _Progress(progress, total)
     )
     try:
         with _sqlite_heap_limit(SQLITE_HEAP_LIMIT):
@@ -272,6 +287,57 @@ def migrate(
         ignored_files=listing.ignored,
         verified=options.write and all(s.verified for s in shards),
     )
+
+
+class _Writers:
+    """The threads that write targets, each with a store of its own (a store's connections
+    belong to one thread). A destination keeps its thread until the next barrier, so its
+    writes are made in the order they were handed over; a new destination goes to the thread
+    given the fewest entries since the last barrier."""
+
+    def __init__(self, directory: Path, *, readonly: bool, count: int) -> None:
+        self._stores = [SqliteDirectoryStore(directory, readonly=readonly) for _ in range(count)]
+        self._threads = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cache-writer-{number}")
+            for number in range(count)
+        ]
+        self._lanes: dict[str, int] = {}
+        self._load = [0] * count
+        self._pending: list[Future[None]] = []
+
+    def submit(
+        self, destination: str, entries: int, job: Callable[[SqliteDirectoryStore], None]
+    ) -> None:
+        lane = self._lanes.get(destination)
+        if lane is None:
+            lane = self._lanes[destination] = self._load.index(min(self._load))
+        self._load[lane] += entries
+        self._pending.append(self._threads[lane].submit(job, self._stores[lane]))
+
+    def barrier(self) -> None:
+        """Wait for every job handed over; a job's own errors are in its run."""
+        pending, self._pending = self._pending, []
+        try:
+            for future in pending:
+                future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+        self._lanes.clear()
+        self._load = [0] * len(self._load)
+
+    def release(self) -> None:
+        """Close the writers' connections (between barriers only: they are idle then)."""
+        for store in self._stores:
+            store.release()
+
+    def close(self) -> None:
+        try:
+            self.barrier()
+        finally:
+            for thread in self._threads:
+                thread.shutdown(wait=True)
+            self.release()
 
 
 @dataclass
@@ -306,7 +372,7 @@ class _Migration:
         self,
         source: SqliteDirectoryStore,
         target: SqliteDirectoryStore,
-        written: SqliteDirectoryStore,
+        writers: _Writers,
         router: Router,
         options: _Options,
         problems: list[ShardProblem],
@@ -314,13 +380,11 @@ class _Migration:
     ) -> None:
         self.source = source
         self.target = target
-        self.written = written
+        self.writers = writers
         self.router = router
         self.options = options
         self.problems = problems
         self.progress = progress
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
-        self._pending: list[Future[None]] = []
         self._sources: set[str] = set()
         self._current: str | None = None
         self._opened: set[str] = set()
@@ -329,10 +393,8 @@ class _Migration:
 
     def close(self) -> None:
         try:
-            self._barrier()
+            self.writers.close()
         finally:
-            self._writer.shutdown(wait=True)
-            self.written.release()
             self.source.release()
             self.target.release()
 
@@ -355,7 +417,7 @@ class _Migration:
             finally:
                 snapshot.close()
                 self._barrier()
-                self.written.release()
+                self.writers.release()
                 self.source.release()
             self._open(shard)
             run.seconds += time.perf_counter() - started
@@ -419,7 +481,7 @@ class _Migration:
             return None
         staging = _Staging(staged, destination)
         self._touched.add(destination)
-        self._submit(staging.prepare)
+        self.writers.submit(destination, 0, lambda _store: staging.prepare())
         return staging
 
     def _stageable(self, destination: str) -> bool:
@@ -510,7 +572,7 @@ class _Migration:
                 self._barrier()
             return
         if run.clean:
-            self.written.release()
+            self.writers.release()
             self.source.release()
             with _shard_errors(run, self.source, run.shard):
                 run.backup = self.source.retire(run.shard)
@@ -530,14 +592,8 @@ class _Migration:
             return True
         return destination in self._opened or destination == self._current
 
-    def _submit(self, job: Callable[[], None]) -> None:
-        self._pending.append(self._writer.submit(job))
-
     def _barrier(self) -> None:
-        """Wait for every job handed to the writer; a job's own errors are in its run."""
-        pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
+        self.writers.barrier()
 
     def _submit_rest(self, run: _Run, move: _Move) -> None:
         """Every position of `move` not handed over yet, or, if its destination cannot take
@@ -548,7 +604,9 @@ class _Migration:
             self._waiting.setdefault(move.target, []).append((run, move))
             return
         if self.options.on_conflict == "fail" and move.submitted == 0:
-            self._submit(lambda: self._check_conflicts(run, move))
+            self.writers.submit(
+                move.target, 0, lambda store: self._check_conflicts(store, run, move)
+            )
         self._submit_batches(run, move, whole_only=False)
 
     def _submit_batches(self, run: _Run, move: _Move, *, whole_only: bool) -> None:
@@ -564,23 +622,21 @@ class _Migration:
         for run, move in self._waiting.pop(shard, []):
             self._submit_rest(run, move)
 
-    def _check_conflicts(self, run: _Run, move: _Move) -> None:
+    def _check_conflicts(self, store: SqliteDirectoryStore, run: _Run, move: _Move) -> None:
         """`--on-conflict fail`: a target that would conflict is left untouched as a whole."""
-        with _move_errors(run, move, self.written, 0):
-            conflicts = self.written.count_conflicts(
-                self.source, run.shard, move.positions, move.target
-            )
+        with _move_errors(run, move, store, 0):
+            conflicts = store.count_conflicts(self.source, run.shard, move.positions, move.target)
             if conflicts:
-                raise TargetConflictError(self.written.describe(move.target), conflicts)
+                raise TargetConflictError(store.describe(move.target), conflicts)
 
     def _submit_batch(self, run: _Run, move: _Move, batch: array[int]) -> None:
-        def copy() -> None:
+        def copy(store: SqliteDirectoryStore) -> None:
             started = time.perf_counter()
             if move.error is not None:
-                run.failed += len(batch)
+                run.fail(move, move.error, len(batch))
             else:
-                with _move_errors(run, move, self.written, len(batch)):
-                    counts = self.written.copy_entries(
+                with _move_errors(run, move, store, len(batch)):
+                    counts = store.copy_entries(
                         self.source,
                         run.shard,
                         batch,
@@ -593,19 +649,17 @@ class _Migration:
             move.seconds += time.perf_counter() - started
             self.progress.advance(len(batch))
 
-        self._submit(copy)
+        self.writers.submit(move.target, len(batch), copy)
 
     def _submit_prune(self, run: _Run, move: _Move) -> None:
         for start in range(0, len(move.positions), FLUSH_ROWS):
             batch = move.positions[start : start + FLUSH_ROWS]
 
-            def prune(batch: array[int] = batch) -> None:
-                with _shard_errors(run, self.written, run.shard):
-                    run.pruned += self.written.prune_entries(
-                        run.shard, batch, self.written, move.target
-                    )
+            def prune(store: SqliteDirectoryStore, batch: array[int] = batch) -> None:
+                with _shard_errors(run, store, run.shard):
+                    run.pruned_more(store.prune_entries(run.shard, batch, store, move.target))
 
-            self._submit(prune)
+            self.writers.submit(move.target, len(batch), prune)
 
 
 def _count_all(store: CacheStore, shards: Sequence[str]) -> int:
@@ -664,7 +718,7 @@ def _shard_errors(run: _Run, store: CacheStore, shard: str) -> Iterator[None]:
     try:
         yield
     except (sqlite3.DatabaseError, OSError, CacheMigrationError) as error:
-        run.errors.append(_with_hint(_message(error, store, shard), error))
+        run.error(_with_hint(_message(error, store, shard), error))
 
 
 def _require_writable(directory: Path, *, created: bool) -> None:
