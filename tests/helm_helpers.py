@@ -80,6 +80,19 @@ def helm_registries() -> Iterator[Any]:
                 module.get_default_model_deployment_for_model = original
 
 
+def hide_crfm_helm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This interpreter as it is where crfm-helm is not installed: no directory on sys.path
+    holds its distribution, and no `helm` module is loaded (an import of it fails). Anything
+    else the test needs from that directory must already be imported."""
+    kept = [entry for entry in sys.path if not any(Path(entry).glob("crfm_helm-*.dist-info"))]
+    monkeypatch.setattr(sys, "path", kept)
+    for name in [n for n in sys.modules if n == "helm" or n.startswith("helm.")]:
+        monkeypatch.delitem(sys.modules, name)
+    import importlib
+
+    importlib.invalidate_caches()
+
+
 # helm-run ------------------------------------------------------------------------------------
 
 RUN_SPEC_PAIR = re.compile(r"model_deployment='([^']*)', model='([^']*)'")
