@@ -24,9 +24,39 @@ from catalog.api import Catalog
 from catalog.db.schema import DeploymentInfo
 from catalog.errors import UnknownModelError, UnknownTokenizerError
 
+# HELM's tag constants (helm.benchmark.model_metadata_registry), by the same names.
 TEXT_MODEL_TAG = "TEXT_MODEL_TAG"
+IMAGE_MODEL_TAG = "IMAGE_MODEL_TAG"
 CODE_MODEL_TAG = "CODE_MODEL_TAG"
+EMBEDDING_MODEL_TAG = "EMBEDDING_MODEL_TAG"
+FULL_FUNCTIONALITY_TEXT_MODEL_TAG = "FULL_FUNCTIONALITY_TEXT_MODEL_TAG"
+LIMITED_FUNCTIONALITY_TEXT_MODEL_TAG = "LIMITED_FUNCTIONALITY_TEXT_MODEL_TAG"
+CHATML_MODEL_TAG = "CHATML_MODEL_TAG"
+OPENAI_CHATGPT_MODEL_TAG = "OPENAI_CHATGPT_MODEL_TAG"
+NOVA_MODEL_TAG = "NOVA_MODEL_TAG"
+ANTHROPIC_CLAUDE_1_MODEL_TAG = "ANTHROPIC_CLAUDE_1_MODEL_TAG"
+ANTHROPIC_CLAUDE_2_MODEL_TAG = "ANTHROPIC_CLAUDE_2_MODEL_TAG"
+ANTHROPIC_CLAUDE_3_MODEL_TAG = "ANTHROPIC_CLAUDE_3_MODEL_TAG"
+GOOGLE_PALM_2_MODEL_TAG = "GOOGLE_PALM_2_MODEL_TAG"
+GOOGLE_GEMINI_MODEL_TAG = "GOOGLE_GEMINI_MODEL_TAG"
+GOOGLE_GEMINI_PRO_VISION_V1_TAG = "GOOGLE_GEMINI_PRO_VISION_V1_TAG"
+GOOGLE_GEMMA_INSTRUCT_MODEL_TAG = "GOOGLE_GEMMA_INSTRUCT_MODEL_TAG"
+BUGGY_TEMP_0_TAG = "BUGGY_TEMP_0_TAG"
+ABLATION_MODEL_TAG = "ABLATION_MODEL_TAG"
+NO_NEWLINES_TAG = "NO_NEWLINES_TAG"
+NLG_PREFIX_TAG = "NLG_PREFIX_TAG"
 INSTRUCTION_FOLLOWING_MODEL_TAG = "INSTRUCTION_FOLLOWING_MODEL_TAG"
+TEXT_TO_IMAGE_MODEL_TAG = "TEXT_TO_IMAGE_MODEL_TAG"
+VISION_LANGUAGE_MODEL_TAG = "VISION_LANGUAGE_MODEL_TAG"
+IDEFICS_INSTRUCT_MODEL_TAG = "IDEFICS_INSTRUCT_MODEL_TAG"
+IDEFICS_MODEL_TAG = "IDEFICS_MODEL_TAG"
+LLAVA_MODEL_TAG = "LLAVA_MODEL_TAG"
+OPEN_FLAMINGO_MODEL_TAG = "OPEN_FLAMINGO_MODEL_TAG"
+LIMITED_FUNCTIONALITY_VLM_TAG = "LIMITED_FUNCTIONALITY_VLM_TAG"
+FULL_FUNCTIONALITY_VLM_TAG = "FULL_FUNCTIONALITY_VLM_TAG"
+AUDIO_LANGUAGE_MODEL_TAG = "AUDIO_LANGUAGE_MODEL_TAG"
+DEPRECATED_MODEL_TAG = "DEPRECATED_MODEL_TAG"
+UNSUPPORTED_MODEL_TAG = "UNSUPPORTED_MODEL_TAG"
 
 
 class UnknownModelMetadataError(UnknownModelError, ValueError):
@@ -175,7 +205,11 @@ def get_model_names_with_tag(tag: str) -> list[str]:
 
 
 def model_has_tag(model_name: str, tag: str) -> bool:
-    return tag in get_model_metadata(model_name).tags
+    """False for a model the catalog does not hold, as in HELM (which catches the ValueError)."""
+    try:
+        return tag in _CURRENT.get().model(model_name).tags
+    except UnknownModelError:
+        return False
 
 
 def get_all_text_models() -> list[str]:
@@ -188,6 +222,33 @@ def get_all_code_models() -> list[str]:
 
 def get_all_instruction_following_models() -> list[str]:
     return get_model_names_with_tag(INSTRUCTION_FOLLOWING_MODEL_TAG)
+
+
+def is_text_to_image_model(model_name: str) -> bool:
+    return model_has_tag(model_name, TEXT_TO_IMAGE_MODEL_TAG)
+
+
+def is_vlm(model_name: str) -> bool:
+    """A vision-language model (HELM's OpenAI client asks this of every request)."""
+    return model_has_tag(model_name, VISION_LANGUAGE_MODEL_TAG)
+
+
+def is_audiolm(model_name: str) -> bool:
+    return model_has_tag(model_name, AUDIO_LANGUAGE_MODEL_TAG)
+
+
+def get_unknown_model_metadata(helm_model_name: str) -> ModelMetadata:
+    """HELM's stand-in for a model no metadata defines, exactly as HELM makes it (dated today;
+    the catalog's own placeholders have no release date instead)."""
+    return ModelMetadata(
+        name=helm_model_name,
+        creator_organization_name="Unknown",
+        display_name=helm_model_name,
+        description=helm_model_name,
+        access="open",
+        release_date=dt.date.today(),
+        tags=[TEXT_MODEL_TAG, FULL_FUNCTIONALITY_TEXT_MODEL_TAG],
+    )
 
 
 # model_deployment_registry -------------------------------------------------------------------

@@ -55,6 +55,7 @@ LAST_RULE_SINCE = (0, 5, 7)
 DEPLOYMENTS_SINCE = (0, 4, 0)
 """The first crfm-helm with model deployments (PR #1903): before it no rule applies."""
 
+
 def helm_version_tuple(version: str) -> tuple[int, ...]:
     """`0.5.16` -> (0, 5, 16); a suffix such as `.dev1` or `rc2` after the numbers is ignored."""
     numbers: list[int] = []
