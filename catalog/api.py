@@ -25,6 +25,7 @@ from catalog.resolve.policies import POLICY_SETTING
 
 if TYPE_CHECKING:
     from catalog.cache.report import CacheMigrationReport, CachePlan
+    from catalog.cache.scan import CachedCounts, CachedResponses, CacheScan
     from catalog.db.schema import (
         DeploymentInfo,
         EventInfo,
@@ -73,7 +74,7 @@ class Catalog:
             migrations.upgrade(location)
         connection = connect(location)
         try:
-            migrations.check_schema(connection.raw, location)
+            migrations.check_schema(connection, location, create=create)
         except sqlite3.DatabaseError as error:
             connection.close()
             raise DatabaseError(
@@ -229,7 +230,10 @@ class Catalog:
         host: str | None = None,
         tokenizer: str | None = None,
         include_deprecated: bool = True,
+        cached: bool = False,
     ) -> list[DeploymentInfo]:
+        """Deployments in catalog order; `cached`: only those with cached responses, by the
+        last `catalog cache scan` of each cache directory."""
         from catalog.query import lookups
 
         return lookups.list_deployments(
@@ -238,6 +242,7 @@ class Catalog:
             host=host,
             tokenizer=tokenizer,
             include_deprecated=include_deprecated,
+            cached=cached,
         )
 
     def tokenizers(self) -> list[TokenizerInfo]:
@@ -428,6 +433,27 @@ class Catalog:
             progress=progress,
         )
 
+    def scan_cache(
+        self, cache_dir: str | os.PathLike[str], *, aliases: str | os.PathLike[str] | None = None
+    ) -> CacheScan:
+        """Count a cache's entries per shard and per model or deployment, read-only, and record
+        the counts in the catalog (in place of the last scan of the same directory)."""
+        from catalog.cache import scan
+
+        return scan.scan(self.connection, self.engine, Path(cache_dir), aliases=aliases)
+
+    def cached_responses(self, model: str | None = None) -> list[CachedResponses]:
+        """What the scans recorded (the view `cached_responses`), for one model if given."""
+        from catalog.cache import scan
+
+        return scan.cached_responses(self.connection, model=model)
+
+    def cached_counts(self, model: str) -> CachedCounts:
+        """How many cached responses the scans found for `model`, per deployment."""
+        from catalog.cache import scan
+
+        return scan.cached_counts(self.connection, model)
+
 
 class PastCatalog(Catalog):
     """The catalog as of an earlier event (`Catalog.at`), in memory: it reads like any catalog
@@ -460,6 +486,9 @@ class PastCatalog(Catalog):
 
     def migrate_cache(self, *args: Any, **kwargs: Any) -> CacheMigrationReport:
         raise self._refuse("migrate a cache")
+
+    def scan_cache(self, *args: Any, **kwargs: Any) -> CacheScan:
+        raise self._refuse("record a cache scan")
 
     def sql(
         self, query: str, params: Sequence[Any] | dict[str, Any] | None = None

@@ -305,7 +305,15 @@ def test_absolute_sqlite_url(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["postgresql://localhost/catalog", "sqlite://", "sqlite:///:memory:", ":memory:", ""]
+    "text",
+    [
+        "mysql://localhost/catalog",
+        "postgresql://localhost",
+        "sqlite://",
+        "sqlite:///:memory:",
+        ":memory:",
+        "",
+    ],
 )
 def test_unsupported_locations_are_refused(text: str) -> None:
     with pytest.raises(UnsupportedDatabaseError):

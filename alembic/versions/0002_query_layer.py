@@ -103,6 +103,19 @@ ORDER BY d.position
 """,
 }
 
+# PostgreSQL has no group_concat: the same view with string_agg (a later revision defines every
+# view for both backends, with a defined row order).
+MODEL_TAG_LIST_POSTGRESQL = """
+CREATE VIEW model_tag_list AS
+SELECT
+    m.name AS model,
+    (SELECT string_agg(t.tag_name, ',' ORDER BY t.position) FROM model_tags AS t
+        WHERE t.model_name = m.name) AS tags,
+    (SELECT count(*) FROM model_tags AS c WHERE c.model_name = m.name) AS tag_count
+FROM models AS m
+ORDER BY m.position
+"""
+
 
 def upgrade() -> None:
     op.create_table(
@@ -134,7 +147,9 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_pins_deployment_name"), ["deployment_name"], unique=False
         )
-    for create_sql in VIEWS.values():
+    for name, create_sql in VIEWS.items():
+        if name == "model_tag_list" and op.get_bind().dialect.name == "postgresql":
+            create_sql = MODEL_TAG_LIST_POSTGRESQL
         op.execute(create_sql)
 
 

@@ -48,7 +48,10 @@ ORDER BY d.event_id, d.policy, d.model
 
 def upgrade() -> None:
     # Rebuilt rather than ALTERed, so its DDL reads as a new catalog's does.
-    with op.batch_alter_table("syncs", schema=None, recreate="always") as batch_op:
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    with op.batch_alter_table(
+        "syncs", schema=None, recreate="always" if sqlite else "auto"
+    ) as batch_op:
         batch_op.add_column(sa.Column("row_counts", sa.JSON(none_as_null=True), nullable=True))
         batch_op.add_column(sa.Column("helm_version", sa.String(length=32), nullable=True))
     events = op.create_table(

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from catalog.db import failures
-from catalog.db.location import DatabaseLocation
+from catalog.db.location import POSTGRESQL, DatabaseLocation
 from catalog.db.revisions import KNOWN_REVISIONS
 from catalog.errors import (
     CatalogError,
@@ -58,16 +58,20 @@ class CatalogConnection:
     """
 
     dialect = "sqlite"
+    raw: Any
+    """The driver's connection (sqlite3's here, psycopg's for PostgreSQL)."""
+    execute: Callable[..., Rows]
+    executemany: Callable[[str, Iterable[Sequence[Any]]], Rows]
 
     def __init__(self, raw: sqlite3.Connection, location: DatabaseLocation) -> None:
         self.raw = raw
         self.location = location
-        self.execute: Callable[..., Rows] = raw.execute
-        self.executemany: Callable[[str, Iterable[Sequence[Any]]], Rows] = raw.executemany
+        self.execute = raw.execute
+        self.executemany = raw.executemany
 
     @property
     def in_transaction(self) -> bool:
-        return self.raw.in_transaction
+        return bool(self.raw.in_transaction)
 
     def data_version(self) -> tuple[int, int]:
         """Changes whenever the catalog may have changed: a commit by any connection (SQLite's
@@ -115,6 +119,10 @@ class CatalogConnection:
             if self.raw.in_transaction:
                 self.raw.execute("ROLLBACK")
             raise write_failure(self.location, what, error) from error
+
+    def table_names(self) -> set[str]:
+        """The database's tables (not views)."""
+        return table_names(self.raw)
 
     def equals_ignoring_case(self, column: str) -> str:
         """SQL that compares `column` with the next `?` parameter, ignoring ASCII case."""
@@ -200,7 +208,11 @@ def connect_raw(
 
 
 def connect(location: DatabaseLocation) -> CatalogConnection:
-    """The catalog's connection for reading and writing."""
+    """The catalog's connection for reading and writing, on its backend."""
+    if location.dialect == POSTGRESQL:
+        from catalog.db.postgres import connect_postgres
+
+        return connect_postgres(location)
     return CatalogConnection(connect_raw(location), location)
 
 
@@ -217,12 +229,16 @@ def create_engine(location: DatabaseLocation) -> Engine:
     """A SQLAlchemy engine (for Alembic) whose transactions take the write lock at BEGIN.
 
     pysqlite's own transaction handling is turned off so that BEGIN IMMEDIATE is ours: a schema
-    change then queues behind a running sync instead of failing halfway.
+    change then queues behind a running sync instead of failing halfway. (On PostgreSQL the
+    migration takes the catalog's advisory write lock itself.)
     """
     from sqlalchemy import create_engine as sa_create_engine
     from sqlalchemy import event
     from sqlalchemy.engine import URL
     from sqlalchemy.pool import NullPool
+
+    if location.dialect == POSTGRESQL:
+        return sa_create_engine(location.url, poolclass=NullPool)
 
     # Built from parts, not parsed from a string: a path may hold '?', '#' or '%'.
     url = URL.create("sqlite", database=str(location.path))

@@ -1,7 +1,8 @@
 """The catalog's schema revisions: creating, checking, upgrading and downgrading.
 
 Alembic is imported only here and only when a schema has to change; opening an up-to-date
-catalog reads `alembic_version` with sqlite3 and compares it with `catalog.db.revisions`.
+catalog reads `alembic_version` with its own connection and compares it with
+`catalog.db.revisions`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from catalog.db.connection import connect_raw, create_engine, is_empty, table_names
+from catalog.db.connection import CatalogConnection, connect, connect_raw, create_engine
 from catalog.db.failures import open_failure
-from catalog.db.location import DatabaseLocation, packaged_data_dir
+from catalog.db.location import SQLITE, DatabaseLocation, packaged_data_dir
+from catalog.db.postgres import WRITE_LOCK_KEY
 from catalog.db.revisions import HEAD_REVISION, KNOWN_REVISIONS
 from catalog.errors import (
     DatabaseError,
+    NoCatalogError,
     NotACatalogError,
     SchemaError,
     SchemaOutdatedError,
@@ -48,10 +51,11 @@ def alembic_config(location: DatabaseLocation | None = None) -> Config:
 def _run(location: DatabaseLocation, command_name: str, revision: str) -> None:
     """Run one Alembic command in a single transaction: it applies completely or not at all.
 
-    SQLite's procedure for schema changes is followed: foreign keys off (outside the
+    On SQLite, its procedure for schema changes is followed: foreign keys off (outside the
     transaction, where the pragma takes effect), then `foreign_key_check` before commit. With
     them on, a batch-mode rebuild (copy, DROP TABLE, rename) would cascade-delete the rows that
-    reference the rebuilt table.
+    reference the rebuilt table. On PostgreSQL, DDL is transactional and foreign keys are
+    checked as it goes; the change waits for the write lock a sync holds.
     """
     from alembic import command
     from alembic.script.revision import RevisionError
@@ -60,50 +64,66 @@ def _run(location: DatabaseLocation, command_name: str, revision: str) -> None:
 
     config = alembic_config(location)
     engine = create_engine(location)
+    where = location.display
     try:
         with engine.connect() as connection:
+            sqlite = location.dialect == SQLITE
             raw_connection: Any = connection.connection.driver_connection
-            raw_connection.execute("PRAGMA foreign_keys = OFF")
+            if sqlite:
+                raw_connection.execute("PRAGMA foreign_keys = OFF")
             try:
                 with connection.begin():
+                    if not sqlite:
+                        connection.exec_driver_sql(
+                            f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+                        )
                     config.attributes["connection"] = connection
                     getattr(command, command_name)(config, revision)
-                    violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    if violations:
-                        raise DatabaseError(
-                            f"{location.path}: {command_name} to {revision} would leave "
-                            f"{len(violations)} row(s) with a dangling foreign key (first: "
-                            f"table {violations[0][0]}); nothing was changed"
-                        )
+                    if sqlite:
+                        violations = connection.exec_driver_sql(
+                            "PRAGMA foreign_key_check"
+                        ).fetchall()
+                        if violations:
+                            raise DatabaseError(
+                                f"{where}: {command_name} to {revision} would leave "
+                                f"{len(violations)} row(s) with a dangling foreign key (first: "
+                                f"table {violations[0][0]}); nothing was changed"
+                            )
             finally:
-                raw_connection.execute("PRAGMA foreign_keys = ON")
+                if sqlite:
+                    raw_connection.execute("PRAGMA foreign_keys = ON")
     except (CommandError, RevisionError) as error:
         raise SchemaError(
-            f"{location.path}: cannot {command_name} to {revision!r}: {error} "
+            f"{where}: cannot {command_name} to {revision!r}: {error} "
             "(`catalog db history` lists the revisions)"
         ) from error
     except DBAPIError as error:
         raise DatabaseError(
-            f"{location.path}: cannot {command_name} to {revision!r}: {error.orig}; "
+            f"{where}: cannot {command_name} to {revision!r}: {error.orig}; "
             "the database is unchanged"
         ) from error
     except sqlite3.DatabaseError as error:
-        raise DatabaseError(f"{location.path}: {error}") from error
+        raise DatabaseError(f"{where}: {error}") from error
     finally:
         engine.dispose()
 
 
-def stamped_revision(location: DatabaseLocation) -> str | None:
-    """The revision of the database file (None if absent or at base), read without changing it.
+def _inspect(location: DatabaseLocation) -> CatalogConnection:
+    """A connection for a look at a database that may not be ours: it changes nothing."""
+    if location.dialect == SQLITE:
+        return CatalogConnection(connect_raw(location, inspect=True), location)
+    return connect(location)
 
-    NotACatalogError for a file that is not SQLite, or an SQLite database of something else.
-    """
+
+def stamped_revision(location: DatabaseLocation) -> str | None:
+    """The revision of the database (None if absent, empty or at base), read without changing
+    it. NotACatalogError for a file that is not SQLite, or a database of something else."""
     if not location.exists():
         return None
-    connection = connect_raw(location, inspect=True)
+    connection = _inspect(location)
     try:
         revision = current_revision(connection)
-        if revision is None and not is_empty(connection) and not _has_version_table(connection):
+        if revision is None and not _is_empty(connection) and not _has_version_table(connection):
             raise NotACatalogError(_not_a_catalog_message(location))
     except sqlite3.DatabaseError as error:
         raise open_failure(location, error) from error
@@ -122,6 +142,9 @@ def _refuse_foreign(location: DatabaseLocation) -> None:
 def upgrade(location: DatabaseLocation, revision: str = "head") -> None:
     """Upgrade (creating the database if there is none) to `revision`."""
     _refuse_foreign(location)
+    if location.dialect != SQLITE:
+        _run(location, "upgrade", revision)
+        return
     directory = location.path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -158,7 +181,7 @@ def user_data_lost(location: DatabaseLocation, revision: str) -> dict[str, int]:
     else:
         return {}  # Alembic refuses it, or it is relative: Alembic checks it below
     dropped = set(KNOWN_REVISIONS[keep : KNOWN_REVISIONS.index(stamped) + 1])
-    connection = connect_raw(location, inspect=True)
+    connection = _inspect(location)
     try:
         lost = {
             what: int(connection.execute(sql).fetchone()[0])
@@ -174,13 +197,13 @@ def downgrade(location: DatabaseLocation, revision: str, *, force: bool = False)
     """Downgrade to `revision`; refused if that would delete pins, settings or history,
     unless `force`."""
     if not location.exists():
-        raise DatabaseError(f"{location.path}: no catalog database there to downgrade")
+        raise DatabaseError(f"{location.display}: no catalog database there to downgrade")
     _refuse_foreign(location)
     lost = user_data_lost(location, revision)
     if lost and not force:
         listed = ", ".join(f"{count} {what}" for what, count in lost.items())
         raise SchemaError(
-            f"{location.path}: downgrading to {revision} would delete {listed}, which no sync "
+            f"{location.display}: downgrading to {revision} would delete {listed}, which no sync "
             "can bring back; nothing was changed",
             hint="keep pins first with `catalog pins --json > pins.json` (after upgrading again: "
             "`catalog pins --restore pins.json`), then downgrade with --force",
@@ -208,63 +231,72 @@ def history() -> list[RevisionInfo]:
     return infos
 
 
-def current_revision(connection: sqlite3.Connection) -> str | None:
+def current_revision(connection: CatalogConnection) -> str | None:
     """The revision stamped in the database, None for a database without one."""
-    try:
-        row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
-    except sqlite3.OperationalError as error:
-        if "no such table" in str(error):
-            return None
-        raise
+    if not _has_version_table(connection):
+        return None
+    row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
     return None if row is None else str(row[0])
 
 
-def _has_version_table(connection: Any) -> bool:
-    return "alembic_version" in table_names(connection)
+def _has_version_table(connection: CatalogConnection) -> bool:
+    return "alembic_version" in connection.table_names()
+
+
+def _is_empty(connection: CatalogConnection) -> bool:
+    return not connection.table_names()
 
 
 def _upgrade_hint(location: DatabaseLocation) -> str:
-    return f"run `catalog db upgrade` on it (catalog --db {location.path} db upgrade)"
+    return f"run `catalog db upgrade` on it (catalog --db {location.display} db upgrade)"
 
 
 def _not_a_catalog_message(location: DatabaseLocation) -> str:
     return (
-        f"{location.path} is not a model-catalog database (it has tables but no schema "
-        "revision); give another --db path, or move this file away"
+        f"{location.display} is not a model-catalog database (it has tables but no schema "
+        "revision); give another --db, or move this one away"
     )
 
 
 def _too_new_message(location: DatabaseLocation, revision: str) -> str:
     return (
-        f"{location.path} is at schema revision {revision!r}, which this version of "
+        f"{location.display} is at schema revision {revision!r}, which this version of "
         f"model-catalog does not know (it knows up to {HEAD_REVISION}): the database was made "
         "by a newer model-catalog; upgrade model-catalog to use it"
     )
 
 
-def check_schema(connection: sqlite3.Connection, location: DatabaseLocation) -> None:
+def check_schema(
+    connection: CatalogConnection, location: DatabaseLocation, *, create: bool = True
+) -> None:
     """Refuse a database at another revision; never alter it silently.
 
-    The one thing done here is creating the schema of a database that has no table at all.
+    The one thing done here is creating the schema of a database that has no table at all
+    (if `create`; else NoCatalogError: only a sync makes a catalog).
     """
     revision = current_revision(connection)
     if revision == HEAD_REVISION:
         return
     if revision in KNOWN_REVISIONS:
         raise SchemaOutdatedError(
-            f"{location.path} is at schema revision {revision}, this version needs "
+            f"{location.display} is at schema revision {revision}, this version needs "
             f"{HEAD_REVISION}: {_upgrade_hint(location)}"
         )
     if revision is not None:
         raise SchemaTooNewError(_too_new_message(location, revision))
-    if is_empty(connection):
+    if _is_empty(connection):
         # No table at all: a new database (created by another tool, or by a first open that
         # was interrupted before its schema transaction committed).
+        if not create:
+            raise NoCatalogError(
+                f"no catalog in {location.display} (the database is empty)",
+                hint="run `catalog sync` to create one",
+            )
         upgrade(location)
         return
     if _has_version_table(connection):
         # Downgraded to base: the user chose that; bringing it back is their call too.
         raise SchemaOutdatedError(
-            f"{location.path} holds no catalog schema (revision base): {_upgrade_hint(location)}"
+            f"{location.display} holds no catalog schema (revision base): {_upgrade_hint(location)}"
         )
     raise NotACatalogError(_not_a_catalog_message(location))

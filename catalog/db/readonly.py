@@ -220,6 +220,10 @@ def run_readonly_query(
     denies every action but reading, and a second statement is refused outright. Values go
     in `params` (`?` or `:name` placeholders), never into the SQL text.
     """
+    if location.dialect != "sqlite":
+        from catalog.db import readonly_postgres
+
+        return readonly_postgres.run_readonly_query(location, query, params)
     _check_single_statement(query)
     connection = _open_readonly(location)
     try:

@@ -35,6 +35,11 @@ def _damaged(kind: str, value: Any) -> DatabaseError:
     return DatabaseError(f"a {kind} column holds {preview(value)}", hint=DAMAGED_HINT)
 
 
+def decode_json(value: Any) -> Any:
+    """A JSON column's value: SQLite hands over its text, psycopg the parsed value."""
+    return _decode_json(value)
+
+
 def _decode_json(value: Any) -> Any:
     if value is None or not isinstance(value, (str, bytes)):
         return value
@@ -72,7 +77,7 @@ def encode_value(kind: ColumnType, value: Any) -> Any:
     if value is None:
         return None
     if kind is ColumnType.BOOLEAN:
-        return 1 if value else 0
+        return bool(value)  # sqlite3 stores 1 or 0; PostgreSQL wants a boolean
     if kind is ColumnType.DATE:
         return value.isoformat() if isinstance(value, dt.date) else value
     if kind is ColumnType.DATETIME:

@@ -9,15 +9,14 @@ with the same code.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from typing import TYPE_CHECKING, Any
 
 from catalog.db import rows
-from catalog.db.memory import copy_of
+from catalog.db.memory import copy_of, new_empty
 from catalog.db.schema import EVENTS, TABLES_BY_NAME, EventInfo
 from catalog.errors import HistoryError
-from catalog.history.state import CatalogState, read_state
+from catalog.history.state import CatalogState, read_state, write_state
 
 if TYPE_CHECKING:
     from catalog.db.connection import CatalogConnection
@@ -122,8 +121,7 @@ def _later_changes(
         (event.id,),
     ).fetchall()
     return [
-        (table, name, change, json.loads(before) if before is not None else None)
-        for table, name, change, before in found
+        (table, name, change, rows.decode_json(before)) for table, name, change, before in found
     ]
 
 
@@ -177,6 +175,11 @@ def catalog_at(connection: CatalogConnection, point: Point) -> tuple[EventInfo, 
     """
     event = event_at(connection, point)
     label = f"{connection.location.display} as of event {event.id}"
+    if connection.dialect != "sqlite":
+        # No page copy across backends: the state is rebuilt entry by entry in memory.
+        memory = new_empty(label)
+        write_state(memory, state_at(connection, event))
+        return event, memory
     with connection.read():
         memory = copy_of(connection, label)
         later = _later_changes(connection, event)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from catalog.db import rows
 from catalog.db.records import Record
 from catalog.errors import UnknownNameError
 
@@ -65,7 +65,7 @@ def entry_history(connection: CatalogConnection, name: str) -> list[HistoryEntry
     ):
         del order
         if table != "defaults":
-            before = json.loads(before) if before is not None else None
-            after = json.loads(after) if after is not None else None
+            before = rows.decode_json(before)
+            after = rows.decode_json(after)
         entries.append(HistoryEntry(event_id, kind, str(at), sync_id, table, change, before, after))
     return entries

@@ -10,12 +10,12 @@ database is as it was.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from catalog import __version__
+from catalog.db import rows
 from catalog.errors import Finding, HelmNotInstalledError, Severity, SourceError
 from catalog.history.recorder import recorded_event
 from catalog.resolve.engine import Snapshot
@@ -132,6 +132,6 @@ def _same_as_last_sync(
         "SELECT row_counts FROM syncs WHERE id = ?", (last[0],)
     ).fetchone()
     # (A sync made before revision 0003_history recorded no counts.)
-    if counts is not None and json.loads(counts) != writer.row_counts(connection):
+    if counts is not None and rows.decode_json(counts) != writer.row_counts(connection):
         return False
     return not connection.foreign_key_violations()
