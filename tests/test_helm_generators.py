@@ -44,7 +44,7 @@ def test_resolve_explain_and_files_report_the_deployment_helm_generates(
         "openai",
         HELM_GENERATOR,
     )
-    assert "HELM generates deployment 'openai/brand-new'" in run.warnings[0]
+    assert "HELM will generate one at run time: deployment 'openai/brand-new'" in run.warnings[0]
     assert run.run_entry == "mmlu:model=openai/brand-new,model_deployment=openai/brand-new"
     [unserved] = small.resolve("model=meta/unserved")
     assert unserved.model_deployment is None and unserved.chosen_by is None
@@ -58,8 +58,18 @@ def test_resolve_explain_and_files_report_the_deployment_helm_generates(
     assert (explained.chosen, explained.chosen_by) == ("openai/brand-new", HELM_GENERATOR)
     text = run_cli("explain", "openai/brand-new", db=small.path).stdout
     assert "chosen: openai/brand-new by rule helm-generator" in text
-    assert "at run time: HELM generates deployment 'openai/brand-new'" in text
+    assert "HELM will generate one at run time: deployment 'openai/brand-new'" in text
     assert small.explain("meta/unserved").generator_note is None
+
+    findings = {f.subject: f for f in small.check().by_code("model-without-deployments")}
+    assert findings["openai/brand-new"].severity == "info"
+    assert (
+        "deployment 'openai/brand-new' (its openai/ generator)"
+        in findings["openai/brand-new"].message
+    )
+    assert findings["huggingface/some-model"].severity == "info"
+    assert "may generate" in findings["huggingface/some-model"].message
+    assert findings["meta/unserved"].severity == "warning"
 
     conf = tmp_path / "runs.conf"
     conf.write_text(
@@ -78,8 +88,14 @@ def test_without_crfm_helm_it_says_helm_may_generate_one(
     hide_crfm_helm(monkeypatch)
     [run] = small.resolve("model=openai/brand-new")
     assert run.model_deployment is None and run.chosen_by is None
-    assert "HELM may generate a deployment" in run.warnings[0]
+    assert "HELM may generate one at run time" in run.warnings[0]
     assert "crfm-helm is not installed" in run.warnings[0]
     explained = small.explain("openai/brand-new")
     assert explained.chosen is None
     assert "may generate" in (explained.generator_note or "")
+    # Without HELM's code, HELM 0.5.16's prefixes still tell meta/ (no generator) apart.
+    assert small.explain("meta/unserved").generator_note is None
+    findings = {f.subject: f for f in small.check().by_code("model-without-deployments")}
+    assert findings["openai/brand-new"].severity == "info"
+    assert "HELM may generate one at run time" in findings["openai/brand-new"].message
+    assert findings["meta/unserved"].severity == "warning"

@@ -276,7 +276,7 @@ def explanation_text(explanation: Explanation) -> str:
     else:
         lines.append(f"chosen: {explanation.chosen} by rule {explanation.chosen_by}")
     if explanation.generator_note:
-        lines.append(f"at run time: {explanation.generator_note}")
+        lines.append(explanation.generator_note)
     for choice in explanation.policy_choices:
         if choice.policy != explanation.policy or explanation.pinned:
             what = f"{choice.deployment} ({choice.chosen_by})" if choice.deployment else "none"

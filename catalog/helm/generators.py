@@ -5,8 +5,9 @@ HELM (since 0.5.7) answers a name no registry holds with a generator chosen by p
 ...). helm-run runs such a model, so "no deployment" would be wrong. HELM's own generators are
 asked, in HELM's order (every matching prefix, the last one wins; a ValueError means none), with
 two exceptions where only "HELM may generate one" can honestly be said: crfm-helm is not
-importable here, or the generator is a Hugging Face one, which imports transformers and
-downloads the model's tokenizer from the Hub, and so is never called by the catalog.
+importable here (then HELM 0.5.16's prefixes, catalog.names, say which models it may be), or the
+generator is a Hugging Face one, which imports transformers and downloads the model's tokenizer
+from the Hub, and so is never called by the catalog.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalog.helm.versions import helm_importable
+from catalog.names import helm_generates
 
 HELM_GENERATOR = "helm-generator"
 """The `chosen_by` of a deployment that HELM would generate."""
@@ -38,11 +40,13 @@ class GeneratedDeployment:
 def helm_generated_deployment(model: str) -> GeneratedDeployment | None:
     """The deployment HELM would generate for `model`; None if HELM certainly generates none."""
     if not helm_importable():
+        if not helm_generates(model):
+            return None
         return GeneratedDeployment(
             None,
             None,
-            "HELM may generate a deployment for it at run time (crfm-helm is not installed "
-            "here, so this could not be checked)",
+            "HELM may generate one at run time (crfm-helm 0.5.7 and later have a generator "
+            "for its prefix; crfm-helm is not installed here, so this could not be checked)",
         )
     try:
         matching = _matching_generators(model)
@@ -50,8 +54,8 @@ def helm_generated_deployment(model: str) -> GeneratedDeployment | None:
         return GeneratedDeployment(
             None,
             None,
-            f"HELM may generate a deployment for it at run time (its generators could not be "
-            f"loaded here: {type(error).__name__}: {error})",
+            f"HELM may generate one at run time (its generators could not be loaded here: "
+            f"{type(error).__name__}: {error})",
         )
     if not matching:
         return None
@@ -60,9 +64,9 @@ def helm_generated_deployment(model: str) -> GeneratedDeployment | None:
         return GeneratedDeployment(
             None,
             None,
-            f"HELM may generate a deployment for it at run time with its {prefixes[-1]} "
-            "generator, which downloads the model's tokenizer from the Hugging Face Hub and "
-            "so was not called here",
+            f"HELM may generate one at run time with its {prefixes[-1]} generator, which "
+            "downloads the model's tokenizer from the Hugging Face Hub and so was not called "
+            "here",
         )
     generated: Any = None
     try:
@@ -76,7 +80,7 @@ def helm_generated_deployment(model: str) -> GeneratedDeployment | None:
     return GeneratedDeployment(
         name,
         str(generated.host_organization),
-        f"HELM generates deployment {name!r} for it at run time ({prefixes[-1]} generator)",
+        f"HELM will generate one at run time: deployment {name!r} (its {prefixes[-1]} generator)",
     )
 
 

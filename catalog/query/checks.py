@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from catalog.errors import Finding, Severity
-from catalog.names import helm_generates
 
 if TYPE_CHECKING:
     from catalog.db.connection import CatalogConnection
@@ -53,12 +52,13 @@ def _models_without_deployments(connection: CatalogConnection) -> list[Finding]:
         "WHERE NOT EXISTS (SELECT 1 FROM deployments AS d WHERE d.model_name = m.name) "
         "ORDER BY m.position"
     ).fetchall():
-        if helm_generates(name):
+        # HELM's own generators when crfm-helm is importable, else its known prefixes.
+        from catalog.helm.generators import helm_generated_deployment
+
+        generated = helm_generated_deployment(name)
+        if generated is not None:
             severity = Severity.INFO
-            message = (
-                f"model {name!r} has no deployment in the catalog; HELM 0.5.7 and later "
-                f"generate one at run time (deployment {name!r}), earlier versions cannot run it"
-            )
+            message = f"model {name!r} has no deployment in the catalog; {generated.note}"
         else:
             severity = Severity.WARNING
             message = f"model {name!r} has no deployment, so no run can use it"
