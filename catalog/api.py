@@ -26,6 +26,7 @@ from catalog.resolve.policies import POLICY_SETTING
 if TYPE_CHECKING:
     from catalog.cache.report import CacheMigrationReport, CachePlan
     from catalog.cache.scan import CachedCounts, CachedResponses, CacheScan
+    from catalog.db.copying import CopyReport
     from catalog.db.schema import (
         DeploymentInfo,
         EventInfo,
@@ -165,6 +166,13 @@ class Catalog:
             self.engine.snapshot().defaults(),
             other.engine.snapshot().defaults(),
         )
+
+    def copy_to(self, target: Catalog, *, force: bool = False) -> CopyReport:
+        """Copy this whole catalog (entries, pins, settings, syncs, history) into `target`,
+        verified table by table; refused if `target` holds a catalog already, unless `force`."""
+        from catalog.db.copying import copy_catalog
+
+        return copy_catalog(self.connection, target.connection, force=force)
 
     # Syncing: catalog.sync ------------------------------------------------------------------
 

@@ -120,6 +120,10 @@ class CatalogConnection:
                 self.raw.execute("ROLLBACK")
             raise write_failure(self.location, what, error) from error
 
+    def reset_sequences(self, columns: Sequence[tuple[str, str]]) -> None:
+        """After rows were inserted with their ids: nothing to do, SQLite continues from the
+        largest id."""
+
     def table_names(self) -> set[str]:
         """The database's tables (not views)."""
         return table_names(self.raw)

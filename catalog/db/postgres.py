@@ -185,6 +185,14 @@ class PostgresConnection(CatalogConnection):
             if statement == "COMMIT":
                 raise
 
+    def reset_sequences(self, columns: Sequence[tuple[str, str]]) -> None:
+        """After rows were inserted with their ids, each id sequence continues after them."""
+        for table, column in columns:
+            self.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                f"coalesce(max({column}), 0) + 1, false) FROM {table}"
+            )
+
     def table_names(self) -> set[str]:
         return {
             row[0]
