@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import HELM_CONFIGS, SHARED_DIR, require_shared
+from conftest import SHARED_DIR, require_shared
 from sqlitedict import SqliteDict
-
-from catalog import Catalog
 
 LEGACY_NAMES = SHARED_DIR / "helm-configs" / "legacy-model-names-pre-pr1903.txt"
 BACKUP = ".pre-migration"
@@ -80,21 +76,6 @@ def file_bytes(directory: Path) -> dict[str, bytes]:
 
 def shards(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
-
-
-def synced_copy(template: Path, destination: Path) -> Catalog:
-    """A fresh catalog opened from a copy of a synced template (syncing once per module)."""
-    shutil.copyfile(template, destination)
-    return Catalog.open(destination)
-
-
-def synced_template(factory: pytest.TempPathFactory, snapshot: str) -> Path:
-    source = require_shared(HELM_CONFIGS / snapshot)
-    path = factory.mktemp(snapshot) / "catalog.db"
-    with Catalog.open(path) as catalog:
-        catalog.sync([source])
-        catalog.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return path
 
 
 def legacy_names() -> list[str]:

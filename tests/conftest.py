@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import locale
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import pytest
+import yaml
+from helm_yaml import empty_database
 
 from catalog import Catalog
+from catalog.sync.report import SyncReport
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = Path(os.environ.get("CATALOG_SHARED_DIR", REPO_ROOT.parent / "shared"))
@@ -53,19 +59,95 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def catalog(db_path: Path) -> Iterator[Catalog]:
-    """An empty catalog at the head revision."""
-    with Catalog.open(db_path) as opened:
+    """An empty catalog at the head revision (a copy of the session's empty database)."""
+    with Catalog.open(empty_database(db_path)) as opened:
         yield opened
 
 
 @pytest.fixture
-def synced_v0512(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
+def synced_v0512(
+    v0512_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Catalog]:
     """A catalog synced from v0.5.12 (fresh per test, so tests may write)."""
-    source = require_shared(HELM_CONFIGS / "v0.5.12")
-    path = tmp_path_factory.mktemp("v0512") / "catalog.db"
-    with Catalog.open(path) as opened:
-        opened.sync([source])
+    with copy_catalog(v0512_template, tmp_path_factory.mktemp("v0512") / "catalog.db") as opened:
         yield opened
+
+
+# Catalogs made once per session and copied for each test ---------------------------------------
+# Creating a database runs the Alembic migrations, and syncing a real snapshot takes about half
+# a second: each is done once, into a template that tests copy and never open themselves.
+
+
+@dataclass(frozen=True)
+class SnapshotTemplate:
+    source: Path
+    path: Path
+    """A closed catalog synced from `source` alone (no -wal or -shm beside it)."""
+    report: SyncReport
+    """What that sync reported."""
+
+
+@pytest.fixture(scope="session")
+def snapshot_template(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str], SnapshotTemplate]:
+    """Snapshot name -> its template, synced at the first request."""
+    made: dict[str, SnapshotTemplate] = {}
+
+    def template(name: str) -> SnapshotTemplate:
+        if name not in made:
+            source = require_shared(HELM_CONFIGS / name)
+            path = tmp_path_factory.mktemp(f"template-{name}") / "catalog.db"
+            with Catalog.open(empty_database(path)) as opened:
+                report = opened.sync([source])
+                opened.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            made[name] = SnapshotTemplate(source, path, report)
+        return made[name]
+
+    return template
+
+
+@pytest.fixture(scope="session")
+def pr1903_template(snapshot_template: Callable[[str], SnapshotTemplate]) -> Path:
+    return snapshot_template("2023-11-17-pr1903").path
+
+
+@pytest.fixture(scope="session")
+def v050_template(snapshot_template: Callable[[str], SnapshotTemplate]) -> Path:
+    return snapshot_template("v0.5.0").path
+
+
+@pytest.fixture(scope="session")
+def v0512_template(snapshot_template: Callable[[str], SnapshotTemplate]) -> Path:
+    return snapshot_template("v0.5.12").path
+
+
+def copy_catalog(template: Path, destination: Path) -> Catalog:
+    """A catalog opened from a fresh copy of `template`."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, destination)
+    return Catalog.open(destination)
+
+
+@pytest.fixture
+def pr1903(pr1903_template: Path, tmp_path: Path) -> Iterator[Catalog]:
+    with copy_catalog(pr1903_template, tmp_path / "catalog.db") as copied:
+        yield copied
+
+
+@pytest.fixture
+def v0512(v0512_template: Path, tmp_path: Path) -> Iterator[Catalog]:
+    with copy_catalog(v0512_template, tmp_path / "catalog.db") as copied:
+        yield copied
+
+
+@functools.cache
+def real_yaml(path: Path) -> Any:
+    """A real HELM file as PyYAML's pure-Python safe loader reads it, read once per session.
+
+    The same objects for every caller: copy before changing anything.
+    """
+    return yaml.safe_load(require_shared(path).read_text(encoding="utf-8"))
 
 
 # Running the `catalog` command ------------------------------------------------------------------
@@ -233,36 +315,3 @@ def dump(path: Path) -> str:
         return "\n".join(connection.iterdump())
     finally:
         connection.close()
-
-
-# Catalogs for the cache tests: each real snapshot synced once per module, copied per test.
-
-
-@pytest.fixture(scope="module")
-def pr1903_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cache_helpers import synced_template
-
-    return synced_template(tmp_path_factory, "2023-11-17-pr1903")
-
-
-@pytest.fixture(scope="module")
-def v0512_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cache_helpers import synced_template
-
-    return synced_template(tmp_path_factory, "v0.5.12")
-
-
-@pytest.fixture
-def pr1903(pr1903_template: Path, tmp_path: Path) -> Iterator[Catalog]:
-    from cache_helpers import synced_copy
-
-    with synced_copy(pr1903_template, tmp_path / "catalog.db") as copied:
-        yield copied
-
-
-@pytest.fixture
-def v0512(v0512_template: Path, tmp_path: Path) -> Iterator[Catalog]:
-    from cache_helpers import synced_copy
-
-    with synced_copy(v0512_template, tmp_path / "catalog.db") as copied:
-        yield copied

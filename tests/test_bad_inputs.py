@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from conftest import FIXTURES, dump, run_cli, run_cli_process
+from helm_yaml import empty_database
 
 from catalog import Catalog
 
@@ -196,7 +197,7 @@ def _xfail_params(cases: list[Any]) -> list[object]:
 @pytest.fixture(scope="module")
 def base_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A catalog synced from the base fixture, copied by each case."""
-    path = tmp_path_factory.mktemp("corpus") / "base.db"
+    path = empty_database(tmp_path_factory.mktemp("corpus") / "base.db")
     with Catalog.open(path) as catalog:
         catalog.sync([BASE])
     return path

@@ -16,7 +16,6 @@ from cache_helpers import (
     key,
     read_shard,
     response,
-    synced_template,
     write_shard,
 )
 from conftest import run_cli
@@ -28,15 +27,10 @@ OPENAI = {
 }
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synced_template(tmp_path_factory, "2023-11-17-pr1903")
-
-
 @pytest.fixture
-def db(template: Path, tmp_path: Path) -> Path:
+def db(pr1903_template: Path, tmp_path: Path) -> Path:
     path = tmp_path / "catalog.db"
-    shutil.copyfile(template, path)
+    shutil.copyfile(pr1903_template, path)
     return path
 
 

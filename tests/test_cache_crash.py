@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cache_helpers import key, state, synced_template, write_raw
+from cache_helpers import key, state, write_raw
 
 from catalog import Catalog
 
@@ -134,8 +134,9 @@ def build_cache(directory: Path, per_model: int, value_size: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def catalog_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synced_template(tmp_path_factory, "v0.5.12")
+def catalog_db(tmp_path_factory: pytest.TempPathFactory, v0512_template: Path) -> Path:
+    """A copy of its own: the children opening it are killed."""
+    return Path(shutil.copyfile(v0512_template, tmp_path_factory.mktemp("v0512") / "catalog.db"))
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, dump, run_cli
+from helm_yaml import empty_database
 
 from catalog import Catalog
 from catalog.errors import Finding
@@ -53,14 +54,14 @@ CLEAN_TOKENIZERS = """
 @pytest.fixture
 def clean(tmp_path: Path) -> Iterator[Catalog]:
     source = _write_catalog(tmp_path / "src", CLEAN_MODELS, CLEAN_DEPLOYMENTS, CLEAN_TOKENIZERS)
-    with Catalog.open(tmp_path / "catalog.db") as catalog:
+    with Catalog.open(empty_database(tmp_path / "catalog.db")) as catalog:
         catalog.sync([source])
         yield catalog
 
 
 @pytest.fixture
 def mini(tmp_path: Path) -> Iterator[Catalog]:
-    with Catalog.open(tmp_path / "mini.db") as catalog:
+    with Catalog.open(empty_database(tmp_path / "mini.db")) as catalog:
         catalog.sync([MINI])
         yield catalog
 
@@ -112,7 +113,7 @@ def test_one_live_deployment_clears_the_deprecated_warning(tmp_path: Path) -> No
         "  - name: other/one\n", "  - name: other/one\n    deprecated: true\n"
     )
     source = _write_catalog(tmp_path / "src", CLEAN_MODELS, deployments, CLEAN_TOKENIZERS)
-    with Catalog.open(tmp_path / "c.db") as catalog:
+    with Catalog.open(empty_database(tmp_path / "c.db")) as catalog:
         catalog.sync([source])
         assert catalog.check().findings == []
 

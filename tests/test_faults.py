@@ -24,11 +24,10 @@ from typing import Any
 
 import pytest
 from cache_helpers import key, response, state, write_shard
-from conftest import HELM_CONFIGS, dump, require_shared, run_cli, run_cli_process
+from conftest import HELM_CONFIGS, dump, run_cli, run_cli_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from catalog import Catalog
 from catalog.db.revisions import HEAD_REVISION
 
 # Making faults real ---------------------------------------------------------------------------
@@ -188,15 +187,14 @@ def _assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: st
 
 
 @pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def templates(
+    tmp_path_factory: pytest.TempPathFactory, v050_template: Path, v0512_template: Path
+) -> dict[str, Path]:
     """Catalogs synced from v0.5.0 and from v0.5.12, closed (no -wal or -shm beside them)."""
     found = {}
-    for name in ("v0.5.0", "v0.5.12"):
-        source = require_shared(HELM_CONFIGS / name)
-        path = tmp_path_factory.mktemp(name) / "catalog.db"
-        with Catalog.open(path) as catalog:
-            catalog.sync([source])
-        found[name] = path
+    for name, template in (("v0.5.0", v050_template), ("v0.5.12", v0512_template)):
+        found[name] = tmp_path_factory.mktemp(name) / "catalog.db"
+        shutil.copyfile(template, found[name])
     return found
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import HELM_CONFIGS, dump, require_shared, run_cli
+from conftest import HELM_CONFIGS, dump, real_yaml, require_shared, run_cli
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -60,8 +60,7 @@ def real_entries() -> dict[str, list[dict[str, Any]]]:
     for snapshot in ("2023-11-17-pr1903", "v0.5.12"):
         directory = HELM_CONFIGS / snapshot
         for kind, (file_name, top_key) in FILES.items():
-            document = yaml.safe_load((directory / file_name).read_text(encoding="utf-8"))
-            entries[kind].extend(document[top_key])
+            entries[kind].extend(real_yaml(directory / file_name)[top_key])
     return entries
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import HELM_CONFIGS, require_shared
+from conftest import HELM_CONFIGS, SnapshotTemplate, copy_catalog, require_shared
 from helm_yaml import synced_catalog
 
 from catalog import Catalog, helm_compat
@@ -116,13 +116,16 @@ class HelmReference:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[Path], Any]]:
+def built(
+    tmp_path_factory: pytest.TempPathFactory, snapshot_template: Callable[[str], SnapshotTemplate]
+) -> Iterator[Callable[[Path], Any]]:
     """Per snapshot, once per module: (catalog, reference)."""
     cache: dict[Path, tuple[Catalog, HelmReference]] = {}
 
     def get(snapshot: Path) -> tuple[Catalog, HelmReference]:
         if snapshot not in cache:
-            catalog = synced_catalog(tmp_path_factory.mktemp(snapshot.name), snapshot)
+            template = snapshot_template(snapshot.name).path
+            catalog = copy_catalog(template, tmp_path_factory.mktemp(snapshot.name) / "catalog.db")
             cache[snapshot] = (catalog, HelmReference(snapshot))
         catalog, reference = cache[snapshot]
         helm_compat.use_catalog(catalog)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 from conftest import FIXTURES, dump, run_cli
+from helm_yaml import empty_database
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +34,7 @@ VIEWS = {
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synced catalog file with no connection left open, so its bytes can be compared."""
-    path = tmp_path_factory.mktemp("query") / "catalog.db"
+    path = empty_database(tmp_path_factory.mktemp("query") / "catalog.db")
     with Catalog.open(path) as catalog:
         catalog.sync([MINI])
     return path

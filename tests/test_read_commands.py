@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, HELM_CONFIGS, dump, require_shared, run_cli
+from conftest import FIXTURES, dump, run_cli
+from helm_yaml import empty_database
 
 from catalog import Catalog
 
@@ -17,18 +19,16 @@ MINI = FIXTURES / "read" / "mini"
 
 @pytest.fixture(scope="module")
 def mini_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cli-mini") / "catalog.db"
+    path = empty_database(tmp_path_factory.mktemp("cli-mini") / "catalog.db")
     with Catalog.open(path) as catalog:
         catalog.sync([MINI])
     return path
 
 
 @pytest.fixture(scope="module")
-def v0512_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = require_shared(HELM_CONFIGS / "v0.5.12")
+def v0512_db(tmp_path_factory: pytest.TempPathFactory, v0512_template: Path) -> Path:
     path = tmp_path_factory.mktemp("cli-v0512") / "catalog.db"
-    with Catalog.open(path) as catalog:
-        catalog.sync([source])
+    shutil.copyfile(v0512_template, path)
     return path
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import HELM_CONFIGS, require_shared, run_cli
+from conftest import copy_catalog, run_cli
 from helm_yaml import deployment, model, synced_catalog, write_sources
 
 from catalog import Catalog
@@ -88,9 +88,8 @@ def small(tmp_path: Path, small_source: Path) -> Iterator[Catalog]:
 
 
 @pytest.fixture(scope="module")
-def v0512(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
-    source = require_shared(HELM_CONFIGS / "v0.5.12")
-    catalog = synced_catalog(tmp_path_factory.mktemp("v0512"), source)
+def v0512(tmp_path_factory: pytest.TempPathFactory, v0512_template: Path) -> Iterator[Catalog]:
+    catalog = copy_catalog(v0512_template, tmp_path_factory.mktemp("v0512") / "catalog.db")
     yield catalog
     catalog.close()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, dump, run_cli
+from helm_yaml import empty_database
 
 from catalog import Catalog
 
@@ -69,7 +70,7 @@ def catalog_sync(db: Path, *args: str | Path) -> Measured:
 
 @pytest.fixture(scope="module")
 def base_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bombs") / "base.db"
+    path = empty_database(tmp_path_factory.mktemp("bombs") / "base.db")
     with Catalog.open(path) as catalog:
         catalog.sync([BASE])
     return path

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import HELM_CONFIGS, SHARED_DIR, require_shared, run_cli
+from conftest import SHARED_DIR, copy_catalog, require_shared, run_cli
 from helm_yaml import deployment, model, synced_catalog, write_sources
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -238,10 +238,9 @@ def test_file_summary_groups_failures_by_reason(small: Catalog, tmp_path: Path) 
     assert as_json["entries"][0]["resolutions"][0]["model_deployment"] == "h/one"
 
 
-def test_real_conf_file_resolves_on_v0512(tmp_path: Path) -> None:
-    source = require_shared(HELM_CONFIGS / "v0.5.12")
+def test_real_conf_file_resolves_on_v0512(tmp_path: Path, v0512_template: Path) -> None:
     conf = require_shared(RUN_ENTRIES)
-    catalog = synced_catalog(tmp_path, source)
+    catalog = copy_catalog(v0512_template, tmp_path / "catalog.db")
     try:
         report = catalog.resolve_file(conf)
     finally:

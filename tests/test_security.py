@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cache_helpers import key, raw_entries, response, synced_template, write_raw, write_shard
+from cache_helpers import key, raw_entries, response, write_raw, write_shard
 from conftest import HELM_CONFIGS, dump, require_shared, run_cli, run_cli_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -386,11 +386,11 @@ ROUTES = [
 
 
 @pytest.fixture(scope="module")
-def query_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def query_db(tmp_path_factory: pytest.TempPathFactory, v050_template: Path) -> Path:
     directory = tmp_path_factory.mktemp("query") / "catalog"
     directory.mkdir()
     db = directory / "catalog.db"
-    shutil.copyfile(synced_template(tmp_path_factory, "v0.5.0"), db)
+    shutil.copyfile(v050_template, db)
     return db
 
 
@@ -420,11 +420,6 @@ def test_the_read_only_connection_cannot_load_extensions(query_db: Path) -> None
 
 
 # The cache tool: hostile keys, hostile hosts, links out of the directory ------------------------
-
-
-@pytest.fixture(scope="module")
-def v0512_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synced_template(tmp_path_factory, "v0.5.12")
 
 
 def test_cache_keys_holding_sql_move_byte_for_byte(hostile_db: Path, tmp_path: Path) -> None:

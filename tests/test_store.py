@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, HELM_CONFIGS, dump, require_shared
+from conftest import FIXTURES, copy_catalog, dump
+from helm_yaml import empty_database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,17 +26,15 @@ MINI = FIXTURES / "read" / "mini"
 
 
 @pytest.fixture(scope="module")
-def v0512(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
+def v0512(tmp_path_factory: pytest.TempPathFactory, v0512_template: Path) -> Iterator[Catalog]:
     """One v0.5.12 catalog shared by the tests of this module, which only read."""
-    source = require_shared(HELM_CONFIGS / "v0.5.12")
-    with Catalog.open(tmp_path_factory.mktemp("store") / "catalog.db") as opened:
-        opened.sync([source])
+    with copy_catalog(v0512_template, tmp_path_factory.mktemp("store") / "catalog.db") as opened:
         yield opened
 
 
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
-    with Catalog.open(tmp_path_factory.mktemp("mini") / "catalog.db") as opened:
+    with Catalog.open(empty_database(tmp_path_factory.mktemp("mini") / "catalog.db")) as opened:
         opened.sync([MINI])
         yield opened
 
@@ -363,7 +362,7 @@ def test_reads_do_not_change_the_connection_state(mini: Catalog) -> None:
 
 
 def test_reads_inside_a_callers_transaction(tmp_path: Path) -> None:
-    with Catalog.open(tmp_path / "c.db") as catalog:
+    with Catalog.open(empty_database(tmp_path / "c.db")) as catalog:
         catalog.sync([MINI])
         catalog.connection.execute("BEGIN")
         try:

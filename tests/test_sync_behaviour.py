@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import FIXTURES, dump
+from helm_yaml import empty_database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -614,9 +615,7 @@ def catalogs(draw: st.DrawFn) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def empty_catalog_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "empty.db"
-    Catalog.open(path).close()
-    return path
+    return empty_database(tmp_path_factory.mktemp("template") / "empty.db")
 
 
 def _write(directory: Path, files: dict[str, str]) -> Path:

@@ -7,6 +7,7 @@ looks like rather than repeating numbers.
 from __future__ import annotations
 
 import re
+import shutil
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -15,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from conftest import HELM_CONFIGS, require_shared
+from conftest import HELM_CONFIGS, SnapshotTemplate, real_yaml, require_shared
 
-from catalog import Catalog
 from catalog.errors import Finding as Diagnostic
 from catalog.sync.report import SyncReport
 
@@ -55,16 +54,18 @@ class SyncedSnapshot:
 @pytest.fixture(scope="module")
 def sync_snapshot(
     tmp_path_factory: pytest.TempPathFactory,
+    snapshot_template: Callable[[str], SnapshotTemplate],
 ) -> Iterator[Callable[[Path], SyncedSnapshot]]:
-    """Sync each snapshot once per module; tests only read the result."""
+    """Each snapshot synced once per session (a copy per module); tests only read the result."""
     cache: dict[Path, SyncedSnapshot] = {}
 
     def synced(source: Path) -> SyncedSnapshot:
         if source not in cache:
+            template = snapshot_template(source.name)
+            assert template.source == source
             database = tmp_path_factory.mktemp(source.name) / "catalog.db"
-            with Catalog.open(database) as catalog:
-                report = catalog.sync([source])
-            cache[source] = SyncedSnapshot(source, database, report)
+            shutil.copyfile(template.path, database)
+            cache[source] = SyncedSnapshot(source, database, template.report)
         return cache[source]
 
     yield synced
@@ -75,8 +76,8 @@ def snapshot(name: str) -> Path:
 
 
 def load_entries(source: Path, file_name: str, top_key: str) -> list[dict[str, Any]]:
-    with (source / file_name).open(encoding="utf-8") as stream:
-        entries: list[dict[str, Any]] = yaml.safe_load(stream)[top_key]
+    """The entries as PyYAML reads them (parsed once per session: do not change them)."""
+    entries: list[dict[str, Any]] = real_yaml(source / file_name)[top_key]
     return entries
 
 

@@ -9,12 +9,12 @@ views of 0002 must answer, and pins and settings must work.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
-from helm_yaml import synced_catalog
+from conftest import SnapshotTemplate, copy_catalog, run_cli
 
 from catalog import Catalog
 from catalog.db import migrations
@@ -86,9 +86,9 @@ def _old_database(path: Path, head: Path) -> list[str]:
 
 
 def test_upgrade_keeps_every_row_and_adds_a_working_query_layer(
-    snapshot_dir: Path, tmp_path: Path
+    snapshot_dir: Path, tmp_path: Path, snapshot_template: Callable[[str], SnapshotTemplate]
 ) -> None:
-    head = synced_catalog(tmp_path / "head", snapshot_dir)
+    head = copy_catalog(snapshot_template(snapshot_dir.name).path, tmp_path / "head" / "catalog.db")
     head_path = head.path
     expected_defaults = {
         name: head.default_deployment(name)

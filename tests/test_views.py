@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import HELM_CONFIGS, require_shared
-from helm_yaml import synced_catalog
+from conftest import HELM_CONFIGS, SnapshotTemplate, copy_catalog, require_shared
 
 from catalog import Catalog
 
@@ -22,16 +21,17 @@ def rows(connection: sqlite3.Connection, query: str, *params: Any) -> list[tuple
 
 
 @pytest.fixture
-def snapshot_catalog(snapshot_dir: Path, tmp_path: Path) -> Iterator[Catalog]:
-    catalog = synced_catalog(tmp_path, snapshot_dir)
+def snapshot_catalog(
+    snapshot_dir: Path, tmp_path: Path, snapshot_template: Callable[[str], SnapshotTemplate]
+) -> Iterator[Catalog]:
+    catalog = copy_catalog(snapshot_template(snapshot_dir.name).path, tmp_path / "catalog.db")
     yield catalog
     catalog.close()
 
 
 @pytest.fixture(scope="module")
-def v0512(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
-    source = require_shared(HELM_CONFIGS / "v0.5.12")
-    catalog = synced_catalog(tmp_path_factory.mktemp("views"), source)
+def v0512(tmp_path_factory: pytest.TempPathFactory, v0512_template: Path) -> Iterator[Catalog]:
+    catalog = copy_catalog(v0512_template, tmp_path_factory.mktemp("views") / "catalog.db")
     yield catalog
     catalog.close()
 
@@ -145,8 +145,8 @@ def test_cache_shards_marks_one_default_per_model(v0512: Catalog) -> None:
     assert marked == served
 
 
-def test_cache_shards_follow_the_policy_setting(tmp_path: Path) -> None:
-    catalog = synced_catalog(tmp_path, require_shared(HELM_CONFIGS / "v0.5.12"))
+def test_cache_shards_follow_the_policy_setting(tmp_path: Path, v0512_template: Path) -> None:
+    catalog = copy_catalog(v0512_template, tmp_path / "catalog.db")
     query = "SELECT deployment FROM cache_shards WHERE model = ? AND is_default"
     model = "google/gemma-2-9b-it"
     try:
