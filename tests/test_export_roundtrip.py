@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import FIXTURES, run_cli
+from conftest import FIXTURES, SnapshotTemplate, run_cli
 from helm_yaml import empty_database
 
 from catalog import Catalog, ExportError
@@ -61,10 +63,17 @@ def catalog_content(path: Path) -> dict[str, list[Any]]:
         connection.close()
 
 
-def assert_round_trip(sources: list[Path], tmp_path: Path) -> dict[str, list[Any]]:
+def assert_round_trip(
+    sources: list[Path], tmp_path: Path, synced: Path | None = None
+) -> dict[str, list[Any]]:
+    """Export the catalog synced from `sources` (a copy of `synced` if given, a catalog already
+    synced from them), sync the export into a new catalog, and compare the two."""
     first = tmp_path / "first.db"
-    with Catalog.open(empty_database(first)) as catalog:
-        catalog.sync(sources)
+    if synced is not None:
+        shutil.copyfile(synced, first)
+    with Catalog.open(first if synced is not None else empty_database(first)) as catalog:
+        if synced is None:
+            catalog.sync(sources)
         written = catalog.export(tmp_path / "exported")
     assert [p.name for p in written] == [
         "model_metadata.yaml",
@@ -94,8 +103,11 @@ def assert_round_trip(sources: list[Path], tmp_path: Path) -> dict[str, list[Any
     return expected
 
 
-def test_round_trip_of_every_snapshot(snapshot_dir: Path, tmp_path: Path) -> None:
-    content = assert_round_trip([snapshot_dir], tmp_path)
+def test_round_trip_of_every_snapshot(
+    snapshot_dir: Path, tmp_path: Path, snapshot_template: Callable[[str], SnapshotTemplate]
+) -> None:
+    synced = snapshot_template(snapshot_dir.name).path
+    content = assert_round_trip([snapshot_dir], tmp_path, synced)
     assert len(content["models"]) > 100
     assert len(content["deployments"]) > 100
 
@@ -195,7 +207,7 @@ def test_export_refuses_existing_files_and_replaces_them_with_force_keeping_mode
     out.mkdir()
     (out / "model_metadata.yaml").write_text("stale")
     (out / "model_metadata.yaml").chmod(0o640)
-    with pytest.raises(ExportError, match="already holds model_metadata.yaml"):
+    with pytest.raises(ExportError, match=r"already holds model_metadata\.yaml"):
         _exported(tmp_path)
     assert (out / "model_metadata.yaml").read_text() == "stale"
     assert sorted(p.name for p in out.iterdir()) == ["model_metadata.yaml"]
