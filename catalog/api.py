@@ -276,9 +276,20 @@ class Catalog:
 
         return checks.check_catalog(self.connection)
 
-    def export(self, out_dir: str | os.PathLike[str], *, force: bool = False) -> list[Path]:
+    def export(
+        self, out_dir: str | os.PathLike[str], *, force: bool = False, for_helm: str | None = None
+    ) -> list[Path]:
         """Write the three HELM YAML files; syncing them back gives the same catalog. A
-        directory already holding one of them is refused (ExportError) unless `force`."""
+        directory already holding one of them is refused (ExportError) unless `force`.
+
+        With `for_helm` (a crfm-helm version, or "installed": the installed one, else the
+        newest rule) the deployments are ordered so that HELM of that version picks the
+        catalog's default of every model, pins included; HelmError if no order can.
+        """
+        if for_helm is not None:
+            from catalog.helm.export import export_for_helm
+
+            return list(export_for_helm(self, Path(out_dir), for_helm, force=force).paths)
         from catalog.query import export
 
         return export.export_catalog(self.connection, Path(out_dir), force=force)

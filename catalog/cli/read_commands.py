@@ -356,18 +356,33 @@ def check(context: click.Context, as_json: bool) -> None:
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, writable=True))
 @click.option("--force", is_flag=True, help="Replace the files if OUT_DIR already holds them.")
+@click.option(
+    "--for-helm",
+    "for_helm",
+    is_flag=False,
+    flag_value="installed",
+    default=None,
+    metavar="[VERSION]",
+    help="Order the deployments so that crfm-helm VERSION (default: the installed one, else the "
+    "newest rule) picks the catalog's default of every model, pins included.",
+)
 @click.pass_context
-def export(context: click.Context, out_dir: str, force: bool) -> None:
+def export(context: click.Context, out_dir: str, force: bool, for_helm: str | None) -> None:
     """Write model_metadata.yaml, model_deployments.yaml and tokenizer_configs.yaml to OUT_DIR.
 
     The files are in HELM's format; `catalog sync OUT_DIR` rebuilds the same catalog. A
-    directory that already holds any of them is refused unless --force.
+    directory that already holds any of them is refused unless --force. With --for-helm the
+    files are for HELM to read instead (as its config directory or prod_env): HELM applies its
+    own rule, not the catalog's pins and policy, so the order makes that rule pick them.
 
     \b
-    Example:
+    Examples:
       catalog export ./exported
+      catalog export ./prod_env --for-helm
+      catalog export ./helm-config --for-helm 0.5.6
     """
-    for path in state(context).catalog().export(out_dir, force=force):
+    catalog = state(context).catalog()
+    for path in catalog.export(out_dir, force=force, for_helm=for_helm):
         click.echo(str(path))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +40,19 @@ class _FlowList(list[Any]):
 
 
 def export_catalog(
-    connection: CatalogConnection, out_dir: Path, *, force: bool = False
+    connection: CatalogConnection,
+    out_dir: Path,
+    *,
+    force: bool = False,
+    deployment_order: Callable[[list[DeploymentInfo]], list[DeploymentInfo]] | None = None,
+    header: str = _HEADER,
 ) -> list[Path]:
     """Write the three files into `out_dir` (created if needed); returns their paths.
 
     A directory already holding any of the three files is refused unless `force` (then each
     replaced file keeps its mode; new files get 0666 less the umask, as `touch` would).
+    `deployment_order` lays out the deployments file (catalog.helm.export orders it for one
+    HELM version's rule), `header` heads each file.
     """
     present = [out_dir / name for name in FILE_NAMES if (out_dir / name).exists()]
     if present and not force:
@@ -69,14 +77,15 @@ def export_catalog(
             },
             DEPLOYMENTS_FILE: {
                 "model_deployments": [
-                    helm_entry(DEPLOYMENTS, d) for d in in_list_order(list_deployments(connection))
+                    helm_entry(DEPLOYMENTS, d)
+                    for d in (deployment_order or in_list_order)(list_deployments(connection))
                 ]
             },
         }
     written = []
     for file_name in FILE_NAMES:
         path = out_dir / file_name
-        _write_atomically(path, _HEADER + _dump(documents[file_name]))
+        _write_atomically(path, header + _dump(documents[file_name]))
         written.append(path)
     return written
 
