@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import pytest
 import yaml
 from helm_yaml import empty_database
+from pg_server import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 from catalog import Catalog
 from catalog.sync.report import SyncReport

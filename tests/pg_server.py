@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import itertools
 import os
 import pwd
 import re
@@ -20,10 +21,15 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import psycopg
+import pytest
+
+from catalog.db import migrations
+from catalog.db.location import DatabaseLocation
 
 PG_MAJOR_WANTED = 15
 SUPERUSER = "postgres"  # database role created by initdb -U
@@ -80,6 +86,10 @@ def find_bindir() -> Path:
 
 
 # --------------------------------------------------------------------------- server
+
+
+def free_port() -> int:
+    return _free_port()
 
 
 def _free_port() -> int:
@@ -201,6 +211,9 @@ class PostgresServer:
         self.timings["initdb"] = time.perf_counter() - t
         if r.returncode != 0:
             raise RuntimeError(f"initdb failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        # One role logs in with a password (to test a wrong one); everyone else is trusted.
+        hba = self.datadir / "pg_hba.conf"
+        hba.write_text(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
 
     def _spawn(self, port: int) -> subprocess.Popen[bytes]:
         settings = {
@@ -314,3 +327,61 @@ class PostgresServer:
 
     def admin(self) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(self.dsn("postgres"), autocommit=True)
+
+
+# Fixtures: one server per test session, a fresh database per test --------------------------
+
+
+_counter = itertools.count(1)
+CATALOG_TEMPLATE = "catalog_template"
+PASSWORD_ROLE = "catalog_password_user"
+PASSWORD = "right-password"
+
+
+def postgres_or_skip() -> Path:
+    """The server binaries; in CI their absence is a failure, elsewhere a skip."""
+    try:
+        return find_bindir()
+    except RuntimeError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is needed in CI: {error}")
+        pytest.skip(f"no PostgreSQL server binaries here ({error})")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A running server: superuser `postgres` with trust, and a role that needs a password."""
+    server = PostgresServer(bindir=postgres_or_skip())
+    try:
+        server.start()
+        with server.admin() as admin:
+            admin.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")
+            admin.execute(f"CREATE DATABASE {CATALOG_TEMPLATE}")
+        migrations.upgrade(DatabaseLocation.parse(server.dsn(CATALOG_TEMPLATE)))
+        yield server
+    finally:
+        server.stop()
+
+
+def new_database(server: PostgresServer, *, with_catalog: bool) -> str:
+    """A fresh database (empty, or holding an empty catalog at head); its URL."""
+    name = f"t{os.getpid()}_{next(_counter)}"
+    template = f" TEMPLATE {CATALOG_TEMPLATE}" if with_catalog else ""
+    with server.admin() as admin:
+        admin.execute(f"CREATE DATABASE {name}{template}")
+    return server.dsn(name)
+
+
+def drop_database(server: PostgresServer, url: str) -> None:
+    with server.admin() as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database (no catalog yet)."""
+    url = new_database(postgres_server, with_catalog=False)
+    try:
+        yield url
+    finally:
+        drop_database(postgres_server, url)

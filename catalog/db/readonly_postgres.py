@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from catalog.db.location import DatabaseLocation
-from catalog.db.postgres import psycopg_module, connect_postgres, to_pyformat
+from catalog.db.postgres import connect_postgres, psycopg_module, to_pyformat
 from catalog.errors import DatabaseError, ReadOnlyQueryError
 
 STATEMENT_TIMEOUT = "30s"
