@@ -12,7 +12,6 @@ import sqlite3
 from typing import Any
 
 from catalog.db.location import DatabaseLocation
-from catalog.db.schema import TABLES, ColumnType
 from catalog.errors import DatabaseError, NotACatalogError
 
 BUSY_TIMEOUT_MS = 30_000
@@ -142,27 +141,29 @@ def open_failure(location: DatabaseLocation, error: sqlite3.Error) -> DatabaseEr
 
 # The storage classes SQLite may hold for each kind of column (NULL where it is nullable).
 _STORED_AS = {
-    ColumnType.STRING: "text",
-    ColumnType.TEXT: "text",
-    ColumnType.DATE: "text",
-    ColumnType.DATETIME: "text",
-    ColumnType.JSON: "text",
-    ColumnType.INTEGER: "integer",
-    ColumnType.BIG_INTEGER: "integer",
-    ColumnType.BOOLEAN: "integer",
+    "string": "text",
+    "text": "text",
+    "date": "text",
+    "datetime": "text",
+    "json": "text",
+    "integer": "integer",
+    "big_integer": "integer",
+    "boolean": "integer",
 }
 
 
 def wrong_values(connection: Any) -> list[str]:
     """Columns holding values of another type than the schema's, as sentences: what only a
     write around the tool (sqlite3 with a typo) can leave, and what no read expects."""
+    from catalog.db.schema import TABLES  # the error path only: opening stays cheap
+
     found = []
     tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     for table in TABLES:
         if table.name not in tables:
             continue
         for column in table.columns:
-            allowed = [_STORED_AS[column.type]] + (["null"] if column.nullable else [])
+            allowed = [_STORED_AS[column.type.value]] + (["null"] if column.nullable else [])
             marks = ", ".join("?" for _ in allowed)
             count, example = connection.execute(
                 f"SELECT count(*), min(quote({column.name})) FROM {table.name} "

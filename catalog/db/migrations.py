@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from catalog.db.connection import CatalogConnection, connect, connect_raw, create_engine
 from catalog.db.failures import open_failure
 from catalog.db.location import SQLITE, DatabaseLocation, packaged_data_dir
-from catalog.db.postgres import WRITE_LOCK_KEY
 from catalog.db.revisions import HEAD_REVISION, KNOWN_REVISIONS
 from catalog.errors import (
     DatabaseError,
@@ -74,6 +73,8 @@ def _run(location: DatabaseLocation, command_name: str, revision: str) -> None:
             try:
                 with connection.begin():
                     if not sqlite:
+                        from catalog.db.postgres import WRITE_LOCK_KEY
+
                         connection.exec_driver_sql(
                             f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
                         )

@@ -1,0 +1,165 @@
+"""Benchmark the catalog on PostgreSQL against the same work on SQLite, in the same run.
+
+    python scripts/bench_backends.py [--postgres URL] [--runs 7]
+
+Without --postgres a throw-away local server is started (as the tests start one). Measured on
+each backend, interleaved rounds, medians: a full sync of ../shared/helm-configs/v0.5.12 into
+an empty catalog, a no-op re-sync, `explain` per call, `resolve 'model=text'` (warm: the
+answers come from the in-process snapshot on both), and a fresh process that opens the catalog
+and resolves one model. Targets: full sync on PostgreSQL at most 3x SQLite's; warm resolution
+per call within 2x; a fresh process at most 0.5x HELM's own config loading (PyYAML's C loader
+on the same three files, measured here too). Exit status 1 if a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from catalog import Catalog
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE = REPO.parent / "shared" / "helm-configs" / "v0.5.12"
+PROBE = "meta/llama-3.1-8b-instruct"
+
+
+def median_of(
+    runs: int, action: Callable[[], Any], setup: Callable[[], Any] | None = None
+) -> float:
+    times = []
+    for _ in range(runs):
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class Backends:
+    """A fresh empty catalog on demand, on SQLite (a file) and on PostgreSQL (a database)."""
+
+    def __init__(self, scratch: Path, server_url: str) -> None:
+        self.scratch = scratch
+        self.server_url = server_url
+        self.count = 0
+
+    def fresh(self, backend: str) -> str:
+        self.count += 1
+        if backend == "sqlite":
+            return str(self.scratch / f"c{self.count}.db")
+        name = f"bench_{self.count}"
+        with psycopg.connect(self.server_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name}")
+            admin.execute(f"CREATE DATABASE {name}")
+        return self.server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def measure(backends: Backends, backend: str, runs: int) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    fulls, noops = [], []
+    db = ""
+    for _ in range(runs):
+        db = backends.fresh(backend)
+        with Catalog.open(db) as catalog:  # the schema is made before the clock starts
+            start = time.perf_counter()
+            catalog.sync([SOURCE])
+            fulls.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            assert catalog.sync([SOURCE]).skipped_unchanged
+            noops.append(time.perf_counter() - start)
+    figures["full sync"] = statistics.median(fulls)
+    figures["no-op re-sync"] = statistics.median(noops)
+    with Catalog.open(db) as catalog:
+        models = catalog.model_names()
+        catalog.resolve("model=text")
+        figures["explain, per call"] = (
+            median_of(runs, lambda: [catalog.explain(m) for m in models[:200]]) / 200
+        )
+        figures["default deployment, per call"] = median_of(
+            runs, lambda: [catalog.default_deployment(m) for m in models]
+        ) / len(models)
+        figures["resolve 'model=text', warm"] = median_of(
+            runs, lambda: catalog.resolve("model=text")
+        )
+    code = f"import catalog\nprint(catalog.Catalog.open({db!r}).default_deployment({PROBE!r}))"
+    figures["fresh process: open + resolve one"] = median_of(
+        runs, lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    )
+    return figures
+
+
+def helm_config_loading(runs: int) -> float:
+    code = (
+        "import yaml, sys\n"
+        "for name in ('model_metadata.yaml', 'model_deployments.yaml', 'tokenizer_configs.yaml'):\n"
+        f"    yaml.load(open({str(SOURCE)!r} + '/' + name, 'rb'), Loader=yaml.CSafeLoader)\n"
+    )
+    return median_of(runs, lambda: subprocess.run([sys.executable, "-c", code], check=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", help="postgresql://user@host:port/dbname of a server")
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args(argv)
+    server = None
+    url = args.postgres
+    if url is None:
+        sys.path.insert(0, str(REPO / "tests"))
+        from pg_server import PostgresServer
+
+        server = PostgresServer()
+        server.start()
+        url = server.dsn("postgres")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-backends-") as scratch:
+            backends = Backends(Path(scratch), url)
+            measure(backends, "sqlite", 1), measure(backends, "postgresql", 1)  # warm-up
+            sqlite = measure(backends, "sqlite", args.runs)
+            postgres = measure(backends, "postgresql", args.runs)
+            helm = helm_config_loading(args.runs)
+    finally:
+        if server is not None:
+            server.stop()
+    targets = {
+        "full sync": 3.0,
+        "default deployment, per call": 2.0,
+        "resolve 'model=text', warm": 2.0,
+    }
+    print(f"source {SOURCE}, median of {args.runs} rounds; PostgreSQL at {url}\n")
+    print(f"{'':<36} {'SQLite':>12} {'PostgreSQL':>12} {'ratio':>8}")
+    missed = False
+    for label, seconds in sqlite.items():
+        ratio = postgres[label] / seconds
+        unit, scale = ("us", 1e6) if seconds < 0.001 else ("ms", 1e3)
+        line = (
+            f"{label:<36} {seconds * scale:9.2f} {unit} {postgres[label] * scale:9.2f} {unit} "
+            f"{ratio:7.2f}x"
+        )
+        if label in targets:
+            verdict = "ok" if ratio <= targets[label] else "MISSED"
+            missed = missed or ratio > targets[label]
+            line += f"  (target <= {targets[label]}x: {verdict})"
+        print(line)
+    print(f"\nHELM's own config loading (fresh process, C loader) {helm * 1000:8.1f} ms")
+    for name, figures in (("SQLite", sqlite), ("PostgreSQL", postgres)):
+        ratio = figures["fresh process: open + resolve one"] / helm
+        verdict = "ok" if ratio <= 0.5 else "MISSED"
+        missed = missed or ratio > 0.5
+        print(f"fresh process on {name:<11} = {ratio:5.2f}x HELM's loading (target <= 0.5x: "
+              f"{verdict})")  # fmt: skip
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
