@@ -42,6 +42,7 @@ TABLES = {
     "change_log",
     "default_change_log",
     "shadowed_deployments",
+    "cache_scan",
 }
 VIEWS = {
     "deployment_details",
@@ -50,6 +51,7 @@ VIEWS = {
     "cache_shards",
     "changes",
     "default_changes",
+    "cached_responses",
 }
 
 

@@ -166,14 +166,9 @@ class ShardRouting:
             return STAY_TOKENIZER
         if not self.candidates:
             return STAY_NO_CANDIDATES
-        matched: set[int] = set()
-        for identifier in key.identifiers:
-            folded = identifier.casefold()
-            matched.update(self._index.get(folded, ()))
-            matched.update(self._index.get(folded.rpartition("/")[2], ()))
-        if not matched:
+        found = self.matches(key)
+        if not found:
             return self._fallback
-        found = [self.candidates[i] for i in sorted(matched)]
         untargeted = [c.name for c in found if c.target is None]
         if untargeted:
             return Outcome(
@@ -187,6 +182,16 @@ class ShardRouting:
                 f"served by several hosts ({', '.join(hosts)})",
             )
         return self._to(hosts[0])
+
+    def matches(self, key: KeyIdentifiers) -> list[Candidate]:
+        """The candidates an entry's identifiers name (an identifier, or its last `/`
+        segment, is one of their match strings, ignoring case), in candidate order."""
+        matched: set[int] = set()
+        for identifier in key.identifiers:
+            folded = identifier.casefold()
+            matched.update(self._index.get(folded, ()))
+            matched.update(self._index.get(folded.rpartition("/")[2], ()))
+        return [self.candidates[i] for i in sorted(matched)]
 
     def likely_outcome(self) -> Outcome | None:
         """What nearly every entry becomes, if all the shard's candidates lead to one place.

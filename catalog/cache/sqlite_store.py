@@ -130,11 +130,15 @@ class SqliteDirectoryStore(CacheStore):
     -shm file is created. Files in WAL mode are refused for that reason (sqlitedict never
     writes them). One instance belongs to one thread at a time: a migration that writes on a
     thread of its own gives that thread its own instance.
+
+    `writers_welcome` is for readers that never hold a shard still (a scan): a shard with a
+    journal, which another process is writing, is then not a problem but a shard to read.
     """
 
-    def __init__(self, directory: Path, *, readonly: bool) -> None:
+    def __init__(self, directory: Path, *, readonly: bool, writers_welcome: bool = False) -> None:
         self.directory = directory.absolute()
         self.readonly = readonly
+        self.writers_welcome = writers_welcome
         self._connections: dict[str, sqlite3.Connection] = {}
 
     # Naming and listing ---------------------------------------------------------------------
@@ -188,7 +192,8 @@ class SqliteDirectoryStore(CacheStore):
         if not header.startswith(_SQLITE_MAGIC) or len(header) < 100:
             return "is not a SQLite database"
         journal = path.with_name(path.name + "-journal")
-        if self.readonly and journal.exists() and journal.stat().st_size > 0:
+        busy = journal.exists() and journal.stat().st_size > 0
+        if self.readonly and busy and not self.writers_welcome:
             return (
                 f"has a journal ({journal.name}): another process is writing it, or one was "
                 "killed mid-transaction; a read-only run cannot roll that back. Run again when "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,9 @@ from catalog.cache.store import CONFLICT_POLICIES
 from catalog.cli.context import echo_err, state
 from catalog.cli.output import format_rows, to_json_text
 from catalog.resolve.policies import POLICIES
+
+if TYPE_CHECKING:
+    from catalog.cache.scan import CacheScan
 
 _KEY_WIDTH = 100
 
@@ -183,6 +186,69 @@ class _ProgressBar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
+
+
+@cache.command("scan")
+@click.argument("cache_dir", type=_CACHE_DIR)
+@click.option(
+    "--aliases",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file mapping cache identifiers to model or deployment names.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_context
+def scan_command(
+    context: click.Context, cache_dir: Path, aliases: Path | None, as_json: bool
+) -> None:
+    """Count what CACHE_DIR holds, per shard and per model or deployment, and record it.
+
+    The cache is only read (SQLite's mode=ro, a few thousand rows per statement), so HELM
+    may go on writing it. The counts replace the last scan of CACHE_DIR in the catalog
+    (table cache_scan, view cached_responses), where `catalog explain MODEL` and
+    `catalog list deployments --cached` read them. Exit 1 if a shard could not be read.
+
+    \b
+    Example:
+      catalog cache scan ~/helm/prod_env/cache
+    """
+    result = state(context).catalog().scan_cache(cache_dir, aliases=aliases)
+    if as_json:
+        click.echo(to_json_text(result.to_json()))
+    else:
+        click.echo(_scan_text(result))
+        for error in result.errors:
+            echo_err(f"error: {error}")
+    if not result.ok:
+        sys.exit(1)
+
+
+def _scan_text(result: CacheScan) -> str:
+    rows: list[dict[str, Any]] = [
+        {
+            "shard": s.shard,
+            "kind": n.kind,
+            "name": n.name or "-",
+            "entries": n.entries,
+            "bytes": n.bytes,
+        }
+        for s in result.shards
+        for n in s.names
+    ]
+    totals = result.totals
+    rows.append(
+        {
+            "shard": "(total)",
+            "kind": "",
+            "name": "",
+            "entries": totals["entries"],
+            "bytes": totals["bytes"],
+        }
+    )
+    lines = [format_rows(rows, "table")]
+    if result.ignored_files:
+        lines.append("ignored (not shards): " + ", ".join(result.ignored_files))
+    lines.append(f"recorded in the catalog: {totals['shards']} shards of {result.cache_dir}")
+    return "\n".join(lines)
 
 
 def _hosts(counts: Mapping[str, int]) -> str:

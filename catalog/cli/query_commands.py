@@ -7,7 +7,7 @@ machine-readable) and into each object's `warnings` with --json.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,9 @@ from catalog.cli.context import as_of_option, echo_err, state
 from catalog.cli.output import emit_rows, output_options, to_json_text
 from catalog.resolve.engine import Explanation, Resolution
 from catalog.resolve.policies import POLICIES
+
+if TYPE_CHECKING:
+    from catalog.cache.scan import CachedCounts
 
 _POLICY = click.Choice(POLICIES)
 
@@ -242,11 +245,32 @@ def explain(
     Example:
       catalog explain meta/llama-2-7b
     """
-    explanation = state(context).catalog(as_of=as_of).explain(model, policy=policy)
+    catalog = state(context).catalog(as_of=as_of)
+    explanation = catalog.explain(model, policy=policy)
+    # What the last cache scans found: for the catalog now (a scan has no history).
+    cached = catalog.cached_counts(explanation.model) if as_of is None else None
+    if cached is not None and not cached.scans:
+        cached = None
     if as_json:
-        click.echo(to_json_text(explanation.to_json()))
+        data = explanation.to_json()
+        data["cached_responses"] = cached.to_json() if cached is not None else None
+        click.echo(to_json_text(data))
     else:
-        click.echo(explanation_text(explanation))
+        text = explanation_text(explanation)
+        click.echo(text if cached is None else f"{text}\n{cached_text(explanation, cached)}")
+
+
+def cached_text(explanation: Explanation, cached: CachedCounts) -> str:
+    scans = ", ".join(f"{s.cache_dir} at {s.scanned_at[:19]} UTC" for s in cached.scans)
+    lines = [f"cached responses (catalog cache scan of {scans}):"]
+    for d in explanation.deployments:
+        lines.append(f"  {d.name}: {cached.deployments.get(d.name, 0)}")
+    if cached.model_only:
+        lines.append(
+            f"  naming the model in a shard HELM does not read for it: {cached.model_only} "
+            "(catalog cache migrate moves them)"
+        )
+    return "\n".join(lines)
 
 
 def explanation_text(explanation: Explanation) -> str:

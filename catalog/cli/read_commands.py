@@ -244,6 +244,11 @@ def list_models(
     show_default=True,
     help="Whether deprecated deployments are listed.",
 )
+@click.option(
+    "--cached",
+    is_flag=True,
+    help="Only deployments with cached responses (by the last `catalog cache scan`).",
+)
 @output_options
 @as_of_option
 @click.pass_context
@@ -254,6 +259,7 @@ def list_deployments(
     host: str | None,
     tokenizer: str | None,
     include_deprecated: bool,
+    cached: bool,
     output_format: str,
 ) -> None:
     """Deployments in catalog order.
@@ -261,12 +267,17 @@ def list_deployments(
     \b
     Example:
       catalog list deployments --host together --no-deprecated
+      catalog list deployments --cached
     """
     deployments = (
         state(context)
         .catalog()
         .deployments(
-            model=model, host=host, tokenizer=tokenizer, include_deprecated=include_deprecated
+            model=model,
+            host=host,
+            tokenizer=tokenizer,
+            include_deprecated=include_deprecated,
+            cached=cached,
         )
     )
     table = [

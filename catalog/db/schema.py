@@ -443,6 +443,31 @@ class ShadowedDeployment(Record):
     source_line: int | None = _integer(_SOURCE_LINE_DOC)
 
 
+SCAN_KINDS = ("model", "deployment", "tokenizer", "several", "none")
+
+
+@dataclass(frozen=True)
+class CacheScanInfo(Record):
+    """What `catalog cache scan` found in one shard of a HELM cache for one model or deployment:
+    the entries whose keys name it, by the routing rules' identifiers (a key's `model` and
+    `engine`, matched against the models and deployments named after the shard). A new scan of
+    the same directory replaces its rows."""
+
+    cache_dir: str = _text("The cache directory, as an absolute path.", primary_key=True)
+    shard: str = _name("The shard: the file <shard>.sqlite.", primary_key=True)
+    kind: str = column(
+        ColumnType.STRING,
+        "model or deployment (what the keys name); tokenizer (tokenizer requests), several "
+        "(keys naming more than one) or none (keys naming nothing known).",
+        length=16,
+        primary_key=True,
+    )
+    name: str = _name("The model or deployment; empty for the other kinds.", primary_key=True)
+    entries: int = column(ColumnType.BIG_INTEGER, "How many entries.")
+    bytes: int = column(ColumnType.BIG_INTEGER, "The bytes of their keys and values.")
+    scanned_at: str = column(ColumnType.DATETIME, "When the shard was scanned (UTC).")
+
+
 MODELS = _table(
     "models",
     ModelInfo,
@@ -486,6 +511,12 @@ CHANGE_LOG = _table(
 )
 DEFAULT_CHANGE_LOG = _table("default_change_log", DefaultChangeInfo, indexes=(("model",),))
 SHADOWED_DEPLOYMENTS = _table("shadowed_deployments", ShadowedDeployment, indexes=(("name",),))
+CACHE_SCAN = _table(
+    "cache_scan",
+    CacheScanInfo,
+    checks=(Check("kind", "kind IN ('model', 'deployment', 'tokenizer', 'several', 'none')"),),
+    indexes=(("kind", "name"),),
+)
 
 TABLES: tuple[Table, ...] = (
     MODELS,
@@ -501,5 +532,6 @@ TABLES: tuple[Table, ...] = (
     CHANGE_LOG,
     DEFAULT_CHANGE_LOG,
     SHADOWED_DEPLOYMENTS,
+    CACHE_SCAN,
 )
 TABLES_BY_NAME: Mapping[str, Table] = MappingProxyType({t.name: t for t in TABLES})

@@ -215,8 +215,12 @@ def list_deployments(
     host: str | None = None,
     tokenizer: str | None = None,
     include_deprecated: bool = True,
+    cached: bool = False,
 ) -> list[DeploymentInfo]:
-    """Deployments in catalog order; an unknown model or tokenizer raises with suggestions."""
+    """Deployments in catalog order; an unknown model or tokenizer raises with suggestions.
+
+    `cached`: only deployments with cached responses, by the view `cached_responses` (the
+    last `catalog cache scan` of each cache directory)."""
     conditions: list[str] = []
     params: list[Any] = []
     with connection.read():
@@ -234,6 +238,10 @@ def list_deployments(
         if not include_deprecated:
             conditions.append("d.deprecated = ?")
             params.append(False)
+        if cached:
+            conditions.append(
+                "d.name IN (SELECT deployment FROM cached_responses WHERE entries > 0)"
+            )
         where = " WHERE " + " AND ".join(conditions) if conditions else ""
         found = connection.execute(
             rows.select_sql(DEPLOYMENTS, "d") + where + " ORDER BY d.position", params
