@@ -60,6 +60,8 @@ progress = None
 for item in spec.split(","):
     if item == "progress":
         progress = report_progress
+    elif item.startswith("batch="):
+        cache_migration.FLUSH_ROWS = int(item.removeprefix("batch="))
     elif item:
         dotted, nth, when = item.split(":")
         wrap(dotted, int(nth), when)
@@ -228,6 +230,10 @@ def test_killed_then_rerun_ends_as_an_uninterrupted_run(
 # Killed from outside, at random moments, on a cache that takes a second or two --------------
 
 
+# Batches of 100 entries: hundreds of transactions in a run of a second or two.
+LARGE_BATCH = "batch=100"
+
+
 @pytest.fixture(scope="module")
 def large(tmp_path_factory: pytest.TempPathFactory, catalog_db: Path) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("large")
@@ -235,7 +241,7 @@ def large(tmp_path_factory: pytest.TempPathFactory, catalog_db: Path) -> dict[st
     build_cache(pristine, per_model=4_000, value_size=3_000)
     work = root / "reference"
     shutil.copytree(pristine, work / "cache")
-    completed = run_child(catalog_db, work / "cache", "in-place")
+    completed = run_child(catalog_db, work / "cache", "in-place", LARGE_BATCH)
     assert completed.returncode == 0, completed.stderr
     return {"pristine": pristine, "expected": _final_state(work, "in-place")}
 
@@ -249,7 +255,15 @@ def test_killed_at_a_random_moment_then_rerun_ends_the_same(
     work = tmp_path / "work"
     shutil.copytree(large["pristine"], work / "cache")
     process = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(catalog_db), str(work / "cache"), "in-place", "progress"],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(catalog_db),
+            str(work / "cache"),
+            "in-place",
+            f"progress,{LARGE_BATCH}",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
