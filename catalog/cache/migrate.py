@@ -83,9 +83,21 @@ class _Move:
     target: str
     positions: array[int] = field(default_factory=lambda: array("q"))
     submitted: int = 0
+    # The positions' count once they are dropped (all written): memory stays one shard's.
+    entries: int = 0
     method: str = ""
     seconds: float = 0.0
     error: str | None = None
+
+    @property
+    def count(self) -> int:
+        return max(self.entries, len(self.positions))
+
+    def drop_positions(self) -> None:
+        """Forget the positions once every one of them was handed over and written."""
+        if self.positions and self.submitted >= len(self.positions):
+            self.entries = len(self.positions)
+            self.positions = array("q")
 
 
 @dataclass
@@ -152,13 +164,13 @@ class _Run:
         moves = tuple(
             MoveMigration(
                 target=move.target,
-                kind=WHOLE_SHARD if len(move.positions) == plan.entries else ROUTED,
+                kind=WHOLE_SHARD if move.count == plan.entries else ROUTED,
                 method=move.method,
-                entries=len(move.positions),
+                entries=move.count,
                 seconds=move.seconds,
             )
             for move in self.moves.values()
-            if move.positions
+            if move.count
         )
         methods = list(dict.fromkeys(move.method for move in moves if move.method))
         return ShardMigration(
@@ -419,6 +431,9 @@ class _Migration:
                 self._barrier()
                 self.writers.release()
                 self.source.release()
+            for done in runs:
+                for move in done.moves.values():
+                    move.drop_positions()
             self._open(shard)
             run.seconds += time.perf_counter() - started
         self._current = None
