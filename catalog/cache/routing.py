@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, cast
 
 from catalog.cache.aliases import load_aliases
+from catalog.db.rows import decode_json
 from catalog.errors import CacheMigrationError
 
 if TYPE_CHECKING:
@@ -320,7 +321,7 @@ class Router:
 def _deployment_names(rows: Iterable[tuple[Any, ...]]) -> list[DeploymentNames]:
     result = []
     for name, engine, model_name, host, client_args in rows:
-        args = json.loads(client_args) if client_args else None
+        args = decode_json(client_args) if client_args else None
         result.append(
             DeploymentNames(
                 str(name), str(engine), str(model_name), str(host), tuple(string_values(args))
