@@ -29,8 +29,7 @@ def write_shard(directory: Path, shard: str, entries: Mapping[str, Any]) -> Path
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{shard}.sqlite"
     with SqliteDict(str(path), tablename="unnamed", autocommit=False) as db:
-        for k, v in entries.items():
-            db[k] = v
+        db.update(entries)  # the statement `db[k] = v` runs, for all entries in one call
         db.commit()
     return path
 

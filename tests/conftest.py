@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +33,14 @@ HELM_CONFIGS = SHARED_DIR / "helm-configs"
 SNAPSHOTS = ("2023-11-17-pr1903", "v0.5.0", "v0.5.12")
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
+# Temporary files on a memory file system. Every catalog a test writes commits with fsync, and
+# on a disk those waits were most of the suite's time. /dev/shm is used unless TMPDIR names a
+# place; `disk_tmp_path` is on the disk, for what a memory file system lacks (chattr +i).
+DISK_TEMP = Path(tempfile.gettempdir())
+_MEMORY_TEMP = Path("/dev/shm")
+if "TMPDIR" not in os.environ and _MEMORY_TEMP.is_dir() and os.access(_MEMORY_TEMP, os.W_OK):
+    tempfile.tempdir = str(_MEMORY_TEMP)
+
 
 def require_shared(path: Path) -> Path:
     """The shared test data; in CI its absence is a failure, elsewhere a skip."""
@@ -51,6 +60,16 @@ def snapshot_dir(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture
 def v0512_dir() -> Path:
     return require_shared(HELM_CONFIGS / "v0.5.12")
+
+
+@pytest.fixture
+def disk_tmp_path() -> Iterator[Path]:
+    """A temporary directory on the disk, removed afterwards (tmp_path is in memory)."""
+    path = Path(tempfile.mkdtemp(prefix="catalog-test-", dir=DISK_TEMP))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

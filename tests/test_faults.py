@@ -131,7 +131,8 @@ def read_only(*paths: Path) -> Iterator[str]:
     """Make files and directories unwritable, even for root; yields how it was done.
 
     Not root: chmod. Root: a read-only bind mount of each path, else `chattr +i`. The result is
-    checked by trying to write; the test fails (it is not skipped) if nothing worked.
+    checked by trying to write; the test fails (it is not skipped) if nothing worked. The paths
+    are on the disk (`disk_tmp_path`): a memory file system has no `chattr +i`.
     """
     if os.geteuid() != 0:
         modes = {path: path.stat().st_mode for path in paths}
@@ -310,9 +311,9 @@ WRITES = [
 
 
 def test_a_read_only_database_file_reads_and_refuses_writes_clearly(
-    templates: dict[str, Path], tmp_path: Path
+    templates: dict[str, Path], disk_tmp_path: Path
 ) -> None:
-    db = tmp_path / "catalog.db"
+    db = disk_tmp_path / "catalog.db"
     shutil.copyfile(templates["v0.5.0"], db)
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     with read_only(db):
@@ -326,9 +327,9 @@ def test_a_read_only_database_file_reads_and_refuses_writes_clearly(
 
 
 def test_a_database_in_a_read_only_directory_is_a_clear_error(
-    templates: dict[str, Path], tmp_path: Path
+    templates: dict[str, Path], disk_tmp_path: Path
 ) -> None:
-    directory = tmp_path / "media"
+    directory = disk_tmp_path / "media"
     directory.mkdir()
     db = directory / "catalog.db"
     shutil.copyfile(templates["v0.5.0"], db)
@@ -343,11 +344,11 @@ def test_a_database_in_a_read_only_directory_is_a_clear_error(
 
 
 def test_a_read_only_cache_directory_is_planned_but_not_migrated_in_place(
-    templates: dict[str, Path], tmp_path: Path
+    templates: dict[str, Path], disk_tmp_path: Path
 ) -> None:
-    db = tmp_path / "catalog.db"
+    db = disk_tmp_path / "catalog.db"
     shutil.copyfile(templates["v0.5.12"], db)
-    cache = tmp_path / "cache"
+    cache = disk_tmp_path / "cache"
     _meta_cache(cache, entries=5)
     before = _digest(cache)
     with read_only(cache, *sorted(cache.iterdir())):
@@ -356,23 +357,23 @@ def test_a_read_only_cache_directory_is_planned_but_not_migrated_in_place(
         assert "together: 5" in planned.stdout
         in_place = run_cli("cache", "migrate", cache, "--in-place", db=db)
         _assert_clean_error(in_place, str(cache), "read-only", "--out")
-        out = run_cli("cache", "migrate", cache, "--out", tmp_path / "out", db=db)
+        out = run_cli("cache", "migrate", cache, "--out", disk_tmp_path / "out", db=db)
         assert out.returncode == 0, out.stderr
     assert _digest(cache) == before
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+    assert sorted(p.name for p in (disk_tmp_path / "out").iterdir()) == [
         "openai.sqlite",
         "together.sqlite",
     ]
 
 
 def test_a_read_only_output_directory_is_a_clear_error(
-    templates: dict[str, Path], tmp_path: Path
+    templates: dict[str, Path], disk_tmp_path: Path
 ) -> None:
-    db = tmp_path / "catalog.db"
+    db = disk_tmp_path / "catalog.db"
     shutil.copyfile(templates["v0.5.12"], db)
-    cache = tmp_path / "cache"
+    cache = disk_tmp_path / "cache"
     _meta_cache(cache, entries=5)
-    out = tmp_path / "out"
+    out = disk_tmp_path / "out"
     out.mkdir()
     with read_only(out):
         for target in (out, out / "sub"):
