@@ -163,11 +163,13 @@ def v0512(v0512_template: Path, tmp_path: Path) -> Iterator[Catalog]:
 
 @functools.cache
 def real_yaml(path: Path) -> Any:
-    """A real HELM file as PyYAML's pure-Python safe loader reads it, read once per session.
+    """A real HELM file as PyYAML's safe loader reads it, read once per session (libyaml's
+    parser when there is one: the same objects as HELM's `yaml.safe_load`, only faster).
 
     The same objects for every caller: copy before changing anything.
     """
-    return yaml.safe_load(require_shared(path).read_text(encoding="utf-8"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(require_shared(path).read_text(encoding="utf-8"), Loader=loader)
 
 
 # Running the `catalog` command ------------------------------------------------------------------
