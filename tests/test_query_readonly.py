@@ -28,6 +28,7 @@ VIEWS = {
     "cache_shards",
     "changes",
     "default_changes",
+    "cached_responses",
 }
 
 
