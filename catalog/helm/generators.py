@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from catalog.helm.versions import helm_importable
+from catalog.helm.versions import PINNED_VERSION, helm_importable, installed_helm_version
 from catalog.names import helm_generates
 
 HELM_GENERATOR = "helm-generator"
@@ -39,9 +39,12 @@ class GeneratedDeployment:
 
 def helm_generated_deployment(model: str) -> GeneratedDeployment | None:
     """The deployment HELM would generate for `model`; None if HELM certainly generates none."""
+    if not helm_generates(model) and installed_helm_version() in (None, PINNED_VERSION):
+        # No generator of HELM 0.5.16 (the pinned one, or the one assumed when none is
+        # installed) serves the prefix: the answer is known without importing HELM, so reads
+        # stay light.
+        return None
     if not helm_importable():
-        if not helm_generates(model):
-            return None
         return GeneratedDeployment(
             None,
             None,
