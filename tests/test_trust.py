@@ -296,6 +296,26 @@ def test_list_by_host_ignores_case_like_creator(tmp_path: Path) -> None:
         assert [d.name for d in catalog.deployments(host="TOGETHER")] == ["together/one"]
 
 
+@pytest.mark.parametrize(
+    ("entry", "column", "where", "key"),
+    [
+        ("mmlu: model=acme/one", 6, "before", "model"),
+        ("mmlu:model =acme/one", 6, "after", "model"),
+        ("mmlu:model=acme/one, subject=anatomy", 21, "before", "subject"),
+    ],
+)
+def test_a_space_next_to_a_key_is_named_as_the_mistake(
+    tmp_path: Path, entry: str, column: int, where: str, key: str
+) -> None:
+    source = write_sources(tmp_path / "s", [model("acme/one")], [deployment("h1/one", "acme/one")])
+    with synced_catalog(tmp_path / "c", source) as catalog:
+        db = catalog.path
+    result = run_cli("resolve", entry, db=db)
+    assert result.returncode == 1
+    assert f"column {column}: a space {where} the key {key!r}" in result.stderr
+    assert "remove the space" in result.stderr
+
+
 # 17, 18: lenient values and near misses ---------------------------------------------------
 
 

@@ -166,8 +166,7 @@ def _parse_args(text: str, args_text: str, start: int) -> tuple[list[tuple[str, 
         if not sep:
             raise _syntax(text, column, f"{_shown(part)} is not of the form key=value")
         if not _KEY.match(key):
-            what = "an empty key" if not key else f"{_shown(key)} is not a valid argument name"
-            raise _syntax(text, column, f"{what} before '='")
+            raise _syntax(text, column, _bad_key(key))
         if key in (MODEL_KEY, DEPLOYMENT_KEY) and (value == "" or value != value.strip()):
             problem = "has no value" if value == "" else "has spaces around its value"
             raise _syntax(text, column + len(key) + 1, f"{key}= {problem}")
@@ -186,6 +185,20 @@ def _parse_args(text: str, args_text: str, start: int) -> tuple[list[tuple[str, 
             args.append((key, value))
         column += len(part) + 1
     return args, warnings
+
+
+def _bad_key(key: str) -> str:
+    """Why `key` is no argument name. A space next to it is named as the mistake, since
+    `_shown` would hide it and HELM would pass `' model'` on as an unknown argument."""
+    if not key:
+        return "an empty key before '='"
+    if key != key.strip() and _KEY.match(key.strip()):
+        where = "before" if key[0].isspace() else "after"
+        return (
+            f"a space {where} the key {key.strip()!r} ({key!r}): HELM reads it as another "
+            "argument; remove the space"
+        )
+    return f"{_shown(key)} is not a valid argument name before '='"
 
 
 def _shown(text: str) -> str:
