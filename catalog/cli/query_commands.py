@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from catalog.api import Catalog
+from catalog.cli.completion import complete_deployments, complete_models
 from catalog.cli.context import as_of_option, echo_err, state
-from catalog.cli.output import emit_rows, output_options, to_json_text
+from catalog.cli.output import JSON_FORMATS, emit_rows, output_options, to_json_text
 from catalog.resolve.engine import Explanation, Resolution
 from catalog.resolve.policies import POLICIES
 
@@ -166,8 +167,8 @@ def resolve(
         models_to_run=models,
         groups_to_run=groups,
     )
-    if output_format == "json":
-        click.echo(to_json_text(_resolution_rows(resolutions)))
+    if output_format in JSON_FORMATS:
+        emit_rows(_resolution_rows(resolutions), output_format)
         return
     # A warning of the entry itself (a key given twice) comes with every run: say it once.
     for warning in dict.fromkeys(w for r in resolutions for w in r.warnings):
@@ -231,7 +232,7 @@ def _resolve_file(
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", shell_complete=complete_models)
 @_policy_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @as_of_option
@@ -310,8 +311,8 @@ def explanation_text(explanation: Explanation) -> str:
 
 
 @click.command()
-@click.argument("model")
-@click.argument("deployment")
+@click.argument("model", shell_complete=complete_models)
+@click.argument("deployment", shell_complete=complete_deployments)
 @click.pass_context
 def pin(context: click.Context, model: str, deployment: str) -> None:
     """Make DEPLOYMENT the default of MODEL, whatever the policy (kept across syncs).
@@ -325,7 +326,7 @@ def pin(context: click.Context, model: str, deployment: str) -> None:
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", shell_complete=complete_models)
 @click.pass_context
 def unpin(context: click.Context, model: str) -> None:
     """Remove the pin of MODEL; its policy default applies again.

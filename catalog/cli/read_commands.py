@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from catalog.cli.completion import complete_deployments, complete_models, complete_tags
 from catalog.cli.context import as_of_option, state
 from catalog.cli.output import emit_rows, output_options, to_json_text
 from catalog.db.schema import DeploymentInfo, ModelInfo, TokenizerInfo
@@ -55,7 +56,7 @@ def show() -> None:
 
 
 @show.command("model")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_models)
 @_json_flag
 @as_of_option
 @click.pass_context
@@ -103,7 +104,7 @@ def _model_text(info: ModelInfo, deployments: list[DeploymentInfo]) -> str:
 
 
 @show.command("deployment")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_deployments)
 @_json_flag
 @as_of_option
 @click.pass_context
@@ -195,7 +196,11 @@ def _emit(rows_json: list[dict[str, Any]], table_rows: list[dict[str, Any]], fmt
 
 
 @list_group.command("models")
-@click.option("--tag", help="Only models with this tag, e.g. TEXT_MODEL_TAG.")
+@click.option(
+    "--tag",
+    help="Only models with this tag, e.g. TEXT_MODEL_TAG.",
+    shell_complete=complete_tags,
+)
 @click.option(
     "--creator",
     metavar="ORG",
@@ -235,7 +240,7 @@ def list_models(
 
 
 @list_group.command("deployments")
-@click.option("--model", help="Only deployments of this model.")
+@click.option("--model", help="Only deployments of this model.", shell_complete=complete_models)
 @click.option("--host", metavar="ORG", help="Only deployments on this host, e.g. together.")
 @click.option("--tokenizer", help="Only deployments that use this tokenizer.")
 @click.option(
