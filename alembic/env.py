@@ -14,15 +14,22 @@ from sqlalchemy.engine import Connection
 from catalog.db.connection import create_engine
 from catalog.db.location import DatabaseLocation
 from catalog.db.metadata import build_metadata
+from catalog.db.search import is_search_table
 
 config = context.config
 target_metadata = build_metadata()
+
+
+def include_name(name: str | None, kind: str, _parent: object) -> bool:
+    """Autogenerate leaves out the full-text index: SQLite's FTS5 tables, made by 0005_search."""
+    return kind != "table" or not is_search_table(str(name))
 
 
 def run_migrations_offline() -> None:
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=target_metadata,
+        include_name=include_name,
         literal_binds=True,
         render_as_batch=True,
         transactional_ddl=True,
@@ -35,6 +42,7 @@ def run_with_connection(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_name=include_name,
         render_as_batch=True,
         transactional_ddl=True,
     )

@@ -258,7 +258,7 @@ def test_0004_upgrades_a_filled_catalog_and_downgrades_back(
     assert not {"cache_scan", "cached_responses", "ix_cache_scan_kind_name"} & _objects(db)
     assert content() == rows
     migrations.upgrade(location)
-    assert migrations.stamped_revision(location) == HEAD_REVISION == "0004_cache_scan"
+    assert migrations.stamped_revision(location) == HEAD_REVISION
     assert {"cache_scan", "cached_responses", "ix_cache_scan_kind_name"} <= _objects(db)
     assert content() == rows
     with Catalog.open(db) as catalog:
