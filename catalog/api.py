@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         TagInfo,
         TokenizerInfo,
     )
+    from catalog.db.search import SearchHit
     from catalog.history.changes import ChangeSet
     from catalog.history.log import HistoryEntry
     from catalog.query.checks import CheckReport
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from catalog.resolve.engine import Explanation, Resolution
     from catalog.sync.report import SyncReport
     from catalog.sync.yaml_loader import YamlLimits
+    from catalog.web.server import ServedFile
 
 
 class Catalog:
@@ -118,6 +120,35 @@ class Catalog:
         if spec.startswith("@"):
             return self.at(spec[1:])
         return Catalog.open_side(spec)
+
+    @staticmethod
+    def serve(
+        path_or_url: str | os.PathLike[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8001,
+        snapshot: bool = False,
+        open_browser: bool = False,
+        on_ready: Callable[[str, ServedFile], None] | None = None,
+    ) -> None:
+        """Serve the catalog in Datasette until interrupted (needs the `web` extra).
+
+        Never writes to the catalog and never opens it for writing: a live catalog is served
+        read-only and shows each new sync; with `snapshot`, or when its directory is read-only,
+        an immutable copy is served instead. `on_ready(url, served)` is called once the first
+        page can be loaded.
+        """
+        from catalog.web import server
+
+        server.require_web_extra()
+        server.serve(
+            DatabaseLocation.parse(path_or_url),
+            host=host,
+            port=port,
+            snapshot=snapshot,
+            open_browser=open_browser,
+            on_ready=on_ready,
+        )
 
     @property
     def path(self) -> Path:
@@ -270,6 +301,15 @@ class Catalog:
         from catalog.db import readonly
 
         return readonly.run_readonly_query(self.location, query, params)
+
+    def search(
+        self, text: str, *, kinds: Sequence[str] | None = None, limit: int = 20
+    ) -> list[SearchHit]:
+        """Models, deployments and tokenizers (or only `kinds` of them: model, deployment,
+        tokenizer) matching every word of `text`, best match first (full-text search)."""
+        from catalog.db import search
+
+        return search.search(self.connection, text, kinds=kinds, limit=limit)
 
     def check(self) -> CheckReport:
         from catalog.query import checks

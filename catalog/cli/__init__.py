@@ -18,6 +18,7 @@ from catalog.cli import (
     query_commands,
     read_commands,
     sync_command,
+    web_commands,
 )
 from catalog.cli.context import CliState, run_guarded
 
@@ -28,6 +29,7 @@ COMMAND_MODULES: tuple[Any, ...] = (
     query_commands,
     cache_commands,
     history_commands,
+    web_commands,
 )
 
 
