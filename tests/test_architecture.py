@@ -29,6 +29,7 @@ ALLOWED_IMPORTS: dict[str, set[str]] = {
     "helm_compat": {"errors", "db", "api"},
     "helm": {"errors", "names", "db", "sync", "resolve", "query", "api", "helm"},
     "helm_plugin": {"helm"},
+    "web": {"errors", "db", "resolve", "api", "web"},
     "cli": {
         "errors",
         "db",
