@@ -77,8 +77,9 @@ def served(v0512_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         url = line.split(" at ", 1)[1].split()[0].rstrip("/")
         yield Served(url, db, digest, time.perf_counter() - started)
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        process.terminate()  # SIGTERM: uvicorn shuts down, and so does the command, cleanly
+        _, errors = process.communicate(timeout=20)
+    assert process.returncode == 0 and "Traceback" not in errors, errors
 
 
 @pytest.fixture(scope="module")

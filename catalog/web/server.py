@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import sqlite3
 import tempfile
+import threading
 import webbrowser
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -224,10 +226,34 @@ def serve(
             datasette.app(), log_level="warning", lifespan="on", access_log=False
         )
         server = _Server(config, ready)
-        try:
-            server.run(sockets=[sock])
-        finally:
-            sock.close()
+        with _stopped_cleanly():
+            try:
+                server.run(sockets=[sock])
+            finally:
+                sock.close()
+
+
+@contextlib.contextmanager
+def _stopped_cleanly() -> Iterator[None]:
+    """Ctrl-C and SIGTERM end serving with the snapshot's directory removed.
+
+    uvicorn shuts down on either signal and then raises it again with the handler it found;
+    SIGTERM's default handler would end the process on the spot, so it becomes SystemExit,
+    and both unwind through the `finally` blocks that remove the snapshot.
+    """
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise SystemExit(0)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if in_main_thread else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _server_class() -> Any:
