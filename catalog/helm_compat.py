@@ -23,6 +23,11 @@ from typing import Any
 from catalog.api import Catalog
 from catalog.db.schema import DeploymentInfo
 from catalog.errors import UnknownModelError, UnknownTokenizerError
+from catalog.helm.shapes import (
+    model_deployment_fields,
+    model_metadata_fields,
+    tokenizer_config_fields,
+)
 
 # HELM's tag constants (helm.benchmark.model_metadata_registry), by the same names.
 TEXT_MODEL_TAG = "TEXT_MODEL_TAG"
@@ -165,15 +170,7 @@ def get_model_metadata(model_name: str) -> ModelMetadata:
     except UnknownModelError as error:
         raise UnknownModelMetadataError(model_name, catalog.model_names()) from error
     return ModelMetadata(
-        name=model.name,
-        creator_organization_name=model.creator_organization_name,
-        display_name=model.display_name,
-        description=model.description,
-        access=model.access,
-        release_date=model.release_date,
-        tags=list(model.tags),
-        num_parameters=model.num_parameters,
-        deployment_names=_deployment_names(catalog, model.name),
+        **model_metadata_fields(model), deployment_names=_deployment_names(catalog, model.name)
     )
 
 
@@ -255,23 +252,8 @@ def get_unknown_model_metadata(helm_model_name: str) -> ModelMetadata:
 
 
 def _helm_deployment(deployment: DeploymentInfo) -> ModelDeployment:
-    window_class = deployment.window_service_class
     return ModelDeployment(
-        name=deployment.name,
-        client_spec=ClientSpec(deployment.client_class, dict(deployment.client_args or {})),
-        model_name=deployment.model_name,
-        tokenizer_name=deployment.tokenizer_name,
-        window_service_spec=(
-            WindowServiceSpec(window_class, dict(deployment.window_service_args or {}))
-            if window_class
-            else None
-        ),
-        max_sequence_length=deployment.max_sequence_length,
-        max_request_length=deployment.max_request_length,
-        max_sequence_and_generated_tokens_length=(
-            deployment.max_sequence_and_generated_tokens_length
-        ),
-        deprecated=deployment.deprecated,
+        **model_deployment_fields(deployment, ClientSpec, WindowServiceSpec),
         host_organization=deployment.host_organization,
         engine=deployment.engine,
     )
@@ -330,10 +312,4 @@ def get_tokenizer_config(name: str) -> TokenizerConfig | None:
         return None
     if tokenizer.is_placeholder:
         return None
-    assert tokenizer.class_name is not None
-    return TokenizerConfig(
-        name=tokenizer.name,
-        tokenizer_spec=TokenizerSpec(tokenizer.class_name, dict(tokenizer.args or {})),
-        end_of_text_token=tokenizer.end_of_text_token,
-        prefix_token=tokenizer.prefix_token,
-    )
+    return TokenizerConfig(**tokenizer_config_fields(tokenizer, TokenizerSpec))

@@ -26,7 +26,7 @@ ALLOWED_IMPORTS: dict[str, set[str]] = {
     "query": {"errors", "names", "db", "query"},
     "cache": {"errors", "names", "db", "resolve", "cache"},
     "api": {"errors", "db", "resolve"},
-    "helm_compat": {"errors", "db", "api"},
+    "helm_compat": {"errors", "db", "api", "helm"},
     "helm": {"errors", "names", "db", "sync", "resolve", "query", "api", "helm"},
     "helm_plugin": {"helm"},
     "web": {"errors", "db", "resolve", "api", "web"},

@@ -30,12 +30,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from catalog.api import Catalog
 from catalog.errors import CatalogError, HelmError
 from catalog.helm.ordering import Listed, order_for_rule, simulate
+from catalog.helm.shapes import (
+    model_deployment_fields,
+    model_metadata_fields,
+    tokenizer_config_fields,
+)
 from catalog.resolve.policies import helm_rule
+
+if TYPE_CHECKING:
+    from catalog.db.schema import DeploymentInfo, ModelInfo, TokenizerInfo
 
 DEFAULT_FUNCTION = "get_default_model_deployment_for_model"
 _ORIGINAL = "__catalog_original__"
@@ -185,53 +193,21 @@ def install(catalog: Catalog) -> PluginReport:
     )
 
 
-def _helm_model(registry: Any, model: Any) -> Any:
+def _helm_model(registry: Any, model: ModelInfo) -> Any:
     """HELM's ModelMetadata; a placeholder as HELM itself makes one (get_unknown_model_metadata:
     creator "Unknown", today's date)."""
     if model.is_placeholder:
         return registry.get_unknown_model_metadata(model.name)
-    return registry.ModelMetadata(
-        name=model.name,
-        creator_organization_name=model.creator_organization_name,
-        display_name=model.display_name,
-        description=model.description,
-        access=model.access,
-        release_date=model.release_date,
-        tags=list(model.tags),
-        num_parameters=model.num_parameters,
-    )
+    return registry.ModelMetadata(**model_metadata_fields(model))
 
 
-def _helm_deployment(registry: Any, deployment: Any) -> Any:
-    window = deployment.window_service_class
-    return registry.ModelDeployment(
-        name=deployment.name,
-        client_spec=registry.ClientSpec(
-            deployment.client_class, dict(deployment.client_args or {})
-        ),
-        model_name=deployment.model_name,
-        tokenizer_name=deployment.tokenizer_name,
-        window_service_spec=(
-            registry.WindowServiceSpec(window, dict(deployment.window_service_args or {}))
-            if window
-            else None
-        ),
-        max_sequence_length=deployment.max_sequence_length,
-        max_request_length=deployment.max_request_length,
-        max_sequence_and_generated_tokens_length=(
-            deployment.max_sequence_and_generated_tokens_length
-        ),
-        deprecated=deployment.deprecated,
-    )
+def _helm_deployment(registry: Any, deployment: DeploymentInfo) -> Any:
+    fields = model_deployment_fields(deployment, registry.ClientSpec, registry.WindowServiceSpec)
+    return registry.ModelDeployment(**fields)
 
 
-def _helm_tokenizer(registry: Any, tokenizer: Any) -> Any:
-    return registry.TokenizerConfig(
-        name=tokenizer.name,
-        tokenizer_spec=registry.TokenizerSpec(tokenizer.class_name, dict(tokenizer.args or {})),
-        end_of_text_token=tokenizer.end_of_text_token,
-        prefix_token=tokenizer.prefix_token,
-    )
+def _helm_tokenizer(registry: Any, tokenizer: TokenizerInfo) -> Any:
+    return registry.TokenizerConfig(**tokenizer_config_fields(tokenizer, registry.TokenizerSpec))
 
 
 def default_function_holders(registry: Any) -> dict[str, Any]:
