@@ -125,6 +125,16 @@ def install(catalog: Catalog) -> PluginReport:
         tokenizers = catalog.tokenizers()
         pins = catalog.pins()
         policy, reason = catalog.policy_reason()
+        # The catalog's answers, from the same read as the rows they order.
+        served = {d.model_name for d in deployments}
+        answers = {
+            ignore: {
+                m.name: catalog.default_deployment(m.name, ignore_deprecated=ignore)
+                for m in models
+                if m.name in served
+            }
+            for ignore in (False, True)
+        }
     if not models:
         raise HelmError(
             f"the catalog at {catalog.path} holds no model (was it ever synced?); helm-run "
@@ -133,15 +143,6 @@ def install(catalog: Catalog) -> PluginReport:
         )
     rule = helm_rule(installed_helm_version() or "0.5.16")
     listed = [Listed(d.name, d.model_name, d.deprecated) for d in deployments]
-    served = {d.model_name for d in deployments}
-    answers = {
-        ignore: {
-            m.name: catalog.default_deployment(m.name, ignore_deprecated=ignore)
-            for m in models
-            if m.name in served
-        }
-        for ignore in (False, True)
-    }
     ordering = order_for_rule(rule, listed, answers[False])
     by_name = {d.name: d for d in deployments}
     ordered = [by_name[name] for name in ordering.deployments]
