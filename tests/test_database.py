@@ -145,7 +145,7 @@ def test_connections_opened_by_open_sync_and_migrations_have_the_pragmas(
         catalog.sync([BASE], dry_run=True, force=True)
         assert_catalog_pragmas(catalog.connection)
     location = DatabaseLocation.parse(path)
-    migrations.downgrade(location, "base")
+    migrations.downgrade(location, "base", force=True)
     migrations.upgrade(location)
     assert migrations.stamped_revision(location) is not None
 

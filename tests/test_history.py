@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import HELM_CONFIGS, dump, require_shared, run_cli
 from helm_yaml import deployment, model, synced_catalog, write_sources
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from catalog import Catalog, HistoryError, SchemaError
@@ -244,6 +244,7 @@ OPERATIONS = st.lists(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(operations=OPERATIONS)
+@example(operations=[("sync", 0), ("pin", 0), ("sync", 1)])  # a pin a later sync drops
 def test_as_of_any_event_of_any_sequence_equals_a_catalog_rebuilt_from_its_state(
     tmp_path_factory: pytest.TempPathFactory, operations: list[tuple[str, Any]]
 ) -> None:

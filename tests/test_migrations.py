@@ -109,9 +109,9 @@ def test_step_by_step_through_every_revision_with_data(db_path: Path) -> None:
         catalog.sync([BASE])
     location = DatabaseLocation.parse(db_path)
     for revision in reversed(KNOWN_REVISIONS[:-1]):
-        migrations.downgrade(location, revision)
+        migrations.downgrade(location, revision, force=True)
         assert stamped(db_path) == revision
-    migrations.downgrade(location, "base")
+    migrations.downgrade(location, "base", force=True)
     for revision in KNOWN_REVISIONS:
         migrations.upgrade(location, revision)
         assert stamped(db_path) == revision
@@ -122,7 +122,7 @@ def test_step_by_step_through_every_revision_with_data(db_path: Path) -> None:
 def test_downgrade_keeps_the_remaining_tables_and_their_rows(db_path: Path) -> None:
     with Catalog.open(db_path) as catalog:
         catalog.sync([BASE])
-    migrations.downgrade(DatabaseLocation.parse(db_path), "0001_initial")
+    migrations.downgrade(DatabaseLocation.parse(db_path), "0001_initial", force=True)
     connection = sqlite3.connect(db_path)
     try:
         assert connection.execute("SELECT count(*) FROM deployments").fetchone() == (4,)

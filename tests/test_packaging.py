@@ -88,7 +88,7 @@ def test_wheel_installs_into_a_fresh_virtualenv_and_works_from_another_directory
     history = run([catalog, "db", "history"], cwd=elsewhere, env=env)
     assert len(history.strip().splitlines()) == len(KNOWN_REVISIONS)
     assert "at revision base" in run(
-        [catalog, "--db", database, "db", "downgrade", "base"], cwd=elsewhere, env=env
+        [catalog, "--db", database, "db", "downgrade", "base", "--force"], cwd=elsewhere, env=env
     )
     assert f"at revision {HEAD_REVISION}" in run(
         [catalog, "--db", database, "db", "upgrade"], cwd=elsewhere, env=env

@@ -135,7 +135,7 @@ def apply(
     changed_models = set(model_diff.changed) | {m for m in retagged if m not in model_diff.added}
     _tell(recorder, model_diff, deployment_diff, tokenizer_diff, old_tag_lists, merged)
 
-    _drop_broken_pins(connection, merged, report, strict=strict)
+    _drop_broken_pins(connection, merged, report, recorder, strict=strict)
 
     # Tag links of removed or retagged models go first; they are rewritten below.
     _delete_links(connection, [m for m in retagged if m in old_tag_lists])
@@ -231,15 +231,21 @@ def _counts(*lists: list[Any]) -> dict[str, int]:
 
 
 def _drop_broken_pins(
-    connection: CatalogConnection, merged: MergedCatalog, report: SyncReport, *, strict: bool
+    connection: CatalogConnection,
+    merged: MergedCatalog,
+    report: SyncReport,
+    recorder: EventRecorder,
+    *,
+    strict: bool,
 ) -> None:
-    """A pin whose deployment is gone, or now serves another model, is dropped with a warning."""
-    broken = []
+    """A pin whose deployment is gone, or now serves another model, is dropped with a warning,
+    and recorded as removed by this sync, so that the catalog as of an earlier event has it."""
+    broken: dict[str, Values] = {}
     deprecated_before = {
         name for (name,) in connection.execute("SELECT name FROM deployments WHERE deprecated")
     }
-    for model_name, deployment_name in connection.execute(
-        f"SELECT model_name, deployment_name FROM {PINS.name}"
+    for model_name, deployment_name, pinned_at in connection.execute(
+        f"SELECT model_name, deployment_name, pinned_at FROM {PINS.name}"
     ).fetchall():
         deployment = merged.deployments.get(deployment_name)
         if deployment is None:
@@ -260,7 +266,7 @@ def _drop_broken_pins(
                     strict=strict,
                 )
             continue
-        broken.append(model_name)
+        broken[model_name] = {"deployment_name": deployment_name, "pinned_at": pinned_at}
         report.pins_dropped.append(model_name)
         finding = Finding(
             Severity.WARNING,
@@ -276,7 +282,8 @@ def _drop_broken_pins(
             report.errors,
             report=report,
         )
-    _delete(connection, PINS, broken)
+    recorder.rows(PINS.name, broken, {})
+    _delete(connection, PINS, list(broken))
 
 
 def _report(report: SyncReport, finding: Finding, *, strict: bool) -> None:
