@@ -334,6 +334,12 @@ class SyncInfo(Record):
     helm_version: str | None = column(
         ColumnType.STRING, "The crfm-helm whose configs it read (sync --helm).", length=32
     )
+    helm_rule: str | None = column(
+        ColumnType.STRING,
+        "That crfm-helm's default-deployment rule (first or last): the policy in force while "
+        "none is set, which the view model_default_deployments reads.",
+        length=8,
+    )
 
 
 @dataclass(frozen=True)

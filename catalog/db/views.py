@@ -80,13 +80,14 @@ VIEWS: tuple[View, ...] = (
     View(
         "model_default_deployments",
         "One row per model: its default deployment under each policy, its pin, and the "
-        "default in force (the pin, else the policy setting).",
+        "default in force (the pin, else the policy setting, else the rule of the crfm-helm "
+        "the last sync read with --helm, else first), as the resolver answers.",
         (
             _same(MODELS, "name", "model"),
             ("first_policy_deployment", _DEFAULT_UNDER.format("first")),
             ("last_policy_deployment", _DEFAULT_UNDER.format("last")),
             ("pinned_deployment", "The deployment the model is pinned to, if any."),
-            ("default_deployment", "The default in force: the pin, else the policy setting's."),
+            ("default_deployment", "The default in force: the pin, else the policy's."),
             ("default_host_organization", "The host of the default deployment."),
         ),
     ),

@@ -30,6 +30,7 @@ from catalog.db.schema import (
 from catalog.errors import Finding, Severity, SyncError
 from catalog.history.changes import compare_table
 from catalog.history.recorder import EventRecorder
+from catalog.resolve.policies import helm_rule
 
 SYNCED_TABLES = (MODELS, TAGS, MODEL_TAGS, TOKENIZERS, DEPLOYMENTS, SHADOWED_DEPLOYMENTS)
 
@@ -315,6 +316,7 @@ def record_sync(
         "warning_count": len(report.warnings),
         "row_counts": row_counts(connection),
         "helm_version": helm_version,
+        "helm_rule": None if helm_version is None else helm_rule(helm_version),
     }
     columns = [c for c in SYNCS.columns if c.name in values]
     sync_id = int(
