@@ -17,22 +17,6 @@ def _memory_connection() -> sqlite3.Connection:
     return connection
 
 
-def empty_like(source: CatalogConnection, label: str) -> CatalogConnection:
-    """An empty in-memory catalog with the schema of `source` (tables, indexes and views,
-    copied from SQLite's own schema table), named `label` in messages."""
-    memory = _memory_connection()
-    statements = source.execute(
-        "SELECT type, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
-        "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid"
-    ).fetchall()
-    for _kind, sql in statements:
-        memory.execute(sql)
-    revision = source.execute("SELECT version_num FROM alembic_version").fetchone()
-    if revision is not None:
-        memory.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (revision[0],))
-    return CatalogConnection(memory, DatabaseLocation(Path(label)))
-
-
 def copy_of(source: CatalogConnection, label: str) -> CatalogConnection:
     """The whole catalog copied into memory (SQLite's backup: pages, not rows), named `label`."""
     memory = _memory_connection()
