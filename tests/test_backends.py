@@ -19,6 +19,8 @@ import pytest
 from cache_helpers import key, response, write_shard
 from conftest import FIXTURES, HELM_CONFIGS, require_shared, run_cli
 from helm_yaml import deployment, empty_database, model, write_sources
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pg_server import (
     PASSWORD,
     PASSWORD_ROLE,
@@ -72,6 +74,11 @@ def test_every_command_works_on_each_backend(backend_db: str, tmp_path: Path) ->
     _ok("list", "tokenizers", "--csv", db=db)
     _ok("list", "tags", db=db)
     assert "acme/alpha" in _ok("show", "model", "acme/alpha", db=db).stdout
+    assert (
+        _ok("search", "alpha", "--tsv", db=db)
+        .stdout.splitlines()[1]
+        .startswith("model\tacme/alpha\t")
+    )
     _ok("show", "deployment", "hostco/alpha", "--json", db=db)
     _ok("show", "tokenizer", "acme/tok", db=db)
     assert run_cli("check", "--json", db=db).returncode == 0  # type: ignore[arg-type]
@@ -140,6 +147,35 @@ def test_both_backends_give_the_same_answers_in_the_same_order(
 ) -> None:
     sqlite, postgres = (json.loads(_ok(*args, db=db).stdout) for db in both_v0512)
     assert _normalised(postgres) == _normalised(sqlite)
+
+
+# Words as people search: names, parts of names, words of descriptions in other forms than
+# written (stemmed on both), and text that is all punctuation.
+SEARCHES = ["llama", "llama-3.1 instr", "gpt 4", "anthropic claude", "tokenizer", "huggingface",
+            "a", "models", "instruction tuned", "openai/gpt-4o", "7b", "running", "code models",
+            "state-of-the-art", "q\"uote", "'&|!:*", "zzzz-no-such-word"]  # fmt: skip
+
+
+def test_search_finds_the_same_entries_on_both_backends(both_v0512: tuple[str, str]) -> None:
+    with Catalog.open(both_v0512[0]) as sqlite, Catalog.open(both_v0512[1]) as postgres:
+        for text in SEARCHES:
+            found = [
+                {(hit.kind, hit.name) for hit in catalog.search(text, limit=10_000)}
+                for catalog in (sqlite, postgres)
+            ]
+            assert found[0] == found[1], text
+        assert postgres.search("llama-3.1 instruct", limit=1)[0].name.startswith("meta/llama-3.1")
+        deployments = postgres.search("llama", kinds=["deployment"])
+        assert deployments and {hit.kind for hit in deployments} == {"deployment"}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=st.text(min_size=1, max_size=30).filter(lambda text: text.replace("\x00", "").split()))
+def test_any_text_is_only_words_to_look_for_on_postgresql(
+    both_v0512: tuple[str, str], text: str
+) -> None:
+    with Catalog.open(both_v0512[1]) as postgres:
+        postgres.search(text)  # never a tsquery syntax error, whatever the quotes and operators
 
 
 def _normalised(value: Any) -> Any:

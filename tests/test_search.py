@@ -15,8 +15,8 @@ from helm_yaml import deployment, empty_database, model, write_sources
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from catalog import Catalog, CatalogError, ReadOnlyQueryError, UnsupportedDatabaseError
-from catalog.db.search import INDEXED_COLUMNS, SEARCH_TABLES, fts_query, search
+from catalog import Catalog, CatalogError, ReadOnlyQueryError
+from catalog.db.search import INDEXED_COLUMNS, SEARCH_TABLES, fts_query
 
 MINI = FIXTURES / "read" / "mini"
 
@@ -137,13 +137,6 @@ def test_read_only_queries_cannot_write_through_the_index(mini: Path) -> None:
             with pytest.raises(ReadOnlyQueryError):
                 catalog.sql(statement)
     assert hashlib.sha256(mini.read_bytes()).hexdigest() == before
-
-
-def test_another_backend_is_refused_with_an_explanation(mini: Path) -> None:
-    with Catalog.open(mini) as catalog:
-        catalog.connection.dialect = "postgresql"  # as a PostgreSQL connection says
-        with pytest.raises(UnsupportedDatabaseError, match="not available yet"):
-            search(catalog.connection, "alpha")
 
 
 def test_catalog_search_on_the_command_line(mini: Path) -> None:

@@ -13,6 +13,10 @@ strings portably), and the view takes, like the resolver: the pin, else the `pol
 else the rule of the last sync's crfm-helm, else `first`. `model_tag_list` is written for each
 backend's aggregate (group_concat on SQLite, string_agg on PostgreSQL) in this one file.
 
+On PostgreSQL it also makes the text search configuration `catalog_search` (English Snowball
+stemming, no stop words: what SQLite's FTS5 porter tokenizer does for `catalog search`), which
+catalog.db.search uses there.
+
 The views that read `model_default_deployments` (`cache_shards`, `cached_responses`) are dropped
 and made again around it, as PostgreSQL requires. A downgrade brings back the definitions of the
 revisions that made them, read from their own files.
@@ -114,6 +118,19 @@ FROM chosen LEFT JOIN deployments AS d ON d.name = chosen.default_deployment
 ORDER BY chosen.position
 """
 
+# PostgreSQL's text search configuration for `catalog search`: every kind of word stemmed by the
+# English Snowball stemmer, with no stop-word list (FTS5's porter tokenizer drops none).
+SEARCH_CONFIGURATION = (
+    "CREATE TEXT SEARCH DICTIONARY catalog_stem (TEMPLATE = snowball, Language = english)",
+    "CREATE TEXT SEARCH CONFIGURATION catalog_search (COPY = simple)",
+    "ALTER TEXT SEARCH CONFIGURATION catalog_search ALTER MAPPING FOR asciiword, word, numword, "
+    "asciihword, hword, numhword, hword_asciipart, hword_part, hword_numpart WITH catalog_stem",
+)
+DROP_SEARCH_CONFIGURATION = (
+    "DROP TEXT SEARCH CONFIGURATION IF EXISTS catalog_search",
+    "DROP TEXT SEARCH DICTIONARY IF EXISTS catalog_stem",
+)
+
 # Views in the order they are made; dropped in the reverse order.
 RECREATED = (
     "deployment_details",
@@ -178,10 +195,16 @@ def upgrade() -> None:
     op.execute(MODEL_DEFAULT_DEPLOYMENTS)
     op.execute(_earlier("0002_query_layer.py").VIEWS["cache_shards"])
     op.execute(_earlier("0004_cache_scan.py").VIEWS["cached_responses"])
+    if postgresql:
+        for statement in SEARCH_CONFIGURATION:
+            op.execute(statement)
 
 
 def downgrade() -> None:
     postgresql = op.get_bind().dialect.name == "postgresql"
+    if postgresql:
+        for statement in DROP_SEARCH_CONFIGURATION:
+            op.execute(statement)
     _drop_views()
     with op.batch_alter_table(
         "syncs", schema=None, recreate="auto" if postgresql else "always"

@@ -7,9 +7,14 @@ finds it by itself and `sqlite-utils search catalog.db models llama` works too. 
 0005_search creates them with the triggers that keep them in step with every write: a sync
 updates the index in its own transaction, so a search never sees half a sync.
 
-All the search SQL of the package is here. PostgreSQL has its own full-text search
-(`tsvector`); a PostgreSQL catalog gets a variant of `search` in this module, not a change
-elsewhere. Until then it is refused with an explanation.
+All the search SQL of the package is here. On PostgreSQL the same search is made with its own
+full-text search: each row's words as a weighted `tsvector` (the name weighing most), built in
+the query itself. A catalog has a few thousand rows, so a search reads them all in milliseconds
+and no index has to be kept in step. Both backends split text into words at every character
+that is not a letter or digit, read the words of one query word as a phrase, require every query
+word and take the last as a prefix, and stem English words without dropping any (PostgreSQL's
+configuration `catalog_search`, made by revision 0006_portable_views, is English Snowball with
+no stop words, as FTS5's porter tokenizer is). Scores differ in scale between the two.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from types import MappingProxyType
 
 from catalog.db.connection import CatalogConnection
 from catalog.db.records import Record
-from catalog.errors import CatalogError, UnsupportedDatabaseError
+from catalog.errors import CatalogError
 
 # What each index holds, in the column order of its FTS5 table, with the weight bm25() gives a
 # match in that column: a match in a name says more than one in a description.
@@ -76,7 +81,8 @@ class SearchHit(Record):
     detail: str | None
     """A model's display name, a deployment's model, a tokenizer's class."""
     rank: float
-    """SQLite's bm25 score, weighted by kind: lower is a better match."""
+    """The match's score, weighted by kind: lower is better (SQLite's bm25; on PostgreSQL
+    minus ts_rank)."""
 
 
 def fts_query(text: str) -> str:
@@ -101,12 +107,6 @@ def search(
     limit: int = 20,
 ) -> list[SearchHit]:
     """Models, deployments and tokenizers matching every word of `text`, best first."""
-    if connection.dialect != "sqlite":
-        raise UnsupportedDatabaseError(
-            f"full-text search is not available yet for a {connection.dialect} catalog",
-            hint="copy it to SQLite (`catalog copy`) and search that, or use "
-            "`catalog query` with LIKE",
-        )
     if limit < 1:
         raise CatalogError(f"the limit must be at least 1, not {limit}")
     chosen = list(KINDS) if not kinds else list(dict.fromkeys(kinds))
@@ -115,9 +115,22 @@ def search(
         raise CatalogError(
             f"unknown kind {unknown[0]!r}", hint="kinds are " + ", ".join(sorted(KINDS))
         )
-    match = fts_query(text)
+    if connection.dialect == "postgresql":
+        query = tsquery(text)
+        if query is None:  # only separators: nothing any row's words can match
+            return []
+        sql, parameters = _postgresql_sql(chosen, query)
+    else:
+        match = fts_query(text)
+        sql, parameters = _sqlite_sql(chosen, match)
+    with connection.read():
+        rows = connection.execute(sql, [*parameters, limit]).fetchall()
+    return [SearchHit(kind, name, detail, float(rank)) for kind, name, detail, rank, _ in rows]
+
+
+def _sqlite_sql(kinds: list[str], match: str) -> tuple[str, list[str]]:
     selects = []
-    for kind in chosen:
+    for kind in kinds:
         table = KINDS[kind]
         weights = ", ".join(str(weight) for _, weight in INDEXED_COLUMNS[table])
         selects.append(
@@ -128,6 +141,58 @@ def search(
             f"WHERE {table}_fts MATCH ?"
         )
     sql = " UNION ALL ".join(selects) + " ORDER BY rank, position LIMIT ?"
-    with connection.read():
-        rows = connection.execute(sql, [*([match] * len(chosen)), limit]).fetchall()
-    return [SearchHit(kind, name, detail, float(rank)) for kind, name, detail, rank, _ in rows]
+    return sql, [match] * len(kinds)
+
+
+# PostgreSQL's four weight classes, most telling first, and what ts_rank gives each (its array
+# runs D, C, B, A). The columns' weights above map to these by their order.
+_CLASSES = ("A", "B", "C", "D")
+_CLASS_WEIGHTS = "'{0.1, 0.3, 0.5, 1.0}'::float4[]"
+
+
+def _words(text: str) -> list[str]:
+    """The words of `text` as both backends index them: runs of letters and digits."""
+    return "".join(c if c.isalnum() else " " for c in text).split()
+
+
+def tsquery(text: str) -> str | None:
+    """The words of `text` as a PostgreSQL tsquery that cannot be a syntax error: only letters
+    and digits pass, the parts of one query word (`llama-3.1`) must follow each other, every
+    query word is required and the last part is also a prefix; None if no word is left."""
+    if not text.replace("\x00", " ").split():
+        raise CatalogError(
+            "nothing to search for", hint='give one or more words: catalog search "llama 3"'
+        )
+    phrases = [" <-> ".join(parts) for parts in map(_words, text.split()) if parts]
+    if not phrases:
+        return None
+    return " & ".join(phrases) + ":*"
+
+
+def _document(table: str) -> str:
+    """A row's words as a weighted tsvector, its columns in the order of INDEXED_COLUMNS."""
+    columns = INDEXED_COLUMNS[table]
+    ordered = sorted({weight for _, weight in columns}, reverse=True)
+    parts = [
+        f"setweight(to_tsvector('catalog_search', regexp_replace(coalesce(t.{name}, ''), "
+        f"'[^[:alnum:]]+', ' ', 'g')), '{_CLASSES[min(ordered.index(weight), 3)]}')"
+        for name, weight in columns
+    ]
+    return " || ".join(parts)
+
+
+def _postgresql_sql(kinds: list[str], query: str) -> tuple[str, list[str]]:
+    selects = []
+    for kind in kinds:
+        table = KINDS[kind]
+        selects.append(
+            f"SELECT '{kind}' AS kind, s.name AS name, s.detail AS detail, "
+            f"-ts_rank({_CLASS_WEIGHTS}, s.document, q.query) * {_KIND_WEIGHTS[kind]} AS rank, "
+            f"s.position AS position "
+            f"FROM (SELECT t.name AS name, t.{_DETAIL_COLUMN[table]} AS detail, "
+            f"t.position AS position, {_document(table)} AS document FROM {table} AS t) AS s, "
+            f"(SELECT to_tsquery('catalog_search', ?) AS query) AS q "
+            f"WHERE s.document @@ q.query"
+        )
+    sql = " UNION ALL ".join(selects) + " ORDER BY rank, position LIMIT ?"
+    return sql, [query] * len(kinds)
