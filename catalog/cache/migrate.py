@@ -28,12 +28,13 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from catalog.cache.plan import Tally, require_directory, unreadable
+from catalog.cache.lock import directory_lock
+from catalog.cache.plan import Tally, require_directory, require_shards, unreadable
 from catalog.cache.report import (
     CacheMigrationReport,
     ConflictCounts,
@@ -88,6 +89,7 @@ class _Move:
     method: str = ""
     seconds: float = 0.0
     error: str | None = None
+    refused: bool = False  # --on-conflict fail: the target holds another value of a key
 
     @property
     def count(self) -> int:
@@ -117,6 +119,8 @@ class _Run:
     failed: int = 0
     backup: str | None = None
     pruned: int = 0
+    # In place: entries earlier shards of this run had moved into this one when it was read.
+    received: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     # The writers update the counts from their own threads.
@@ -168,6 +172,7 @@ class _Run:
                 method=move.method,
                 entries=move.count,
                 seconds=move.seconds,
+                refused=move.refused,
             )
             for move in self.moves.values()
             if move.count
@@ -175,10 +180,11 @@ class _Run:
         methods = list(dict.fromkeys(move.method for move in moves if move.method))
         return ShardMigration(
             shard=self.shard,
-            entries=plan.entries,
+            entries=plan.entries - self.received,
             routed=dict(plan.moves),
             moved=dict(sorted((h, n) for h, n in self.moved.items() if n)),
-            stayed=plan.stays,
+            received=self.received,
+            stayed=plan.stays - self.received,
             unrouted=plan.unrouted,
             copied=self.copied,
             already_present=self.already_present,
@@ -270,21 +276,27 @@ def migrate(
         aliases=aliases,
         name_problem=target.shard_name_problem,
     )
-    if options.write:
-        _require_writable(target_dir, created=out is not None)
-        target.prepare_for_writing()
-    listing = source.list_shards()
-    problems = list(listing.problems)
-    total = _count_all(source, listing.shards) if progress is not None else 0
-    writers = _Writers(target_dir, readonly=dry_run, count=WRITERS)
-    migration = _Migration(
-        source, target, writers, router, options, problems, _Progress(progress, total)
-    )
-    try:
-        with _sqlite_heap_limit(SQLITE_HEAP_LIMIT):
-            runs = migration.run(listing.shards)
-    finally:
-        migration.close()
+    require_shards(cache_dir, source.list_shards())  # before an output directory is made
+    with ExitStack() as held:
+        # The cache first, so that a run stopped by another leaves no output directory made.
+        held.enter_context(directory_lock(cache_dir, exclusive=in_place and options.write))
+        if options.write:
+            _require_writable(target_dir, created=out is not None)
+            if out is not None:
+                held.enter_context(directory_lock(out, exclusive=True))
+            target.prepare_for_writing()  # only now: a running migration's temporary files
+        listing = require_shards(cache_dir, source.list_shards())
+        problems = list(listing.problems)
+        total = _count_all(source, listing.shards) if progress is not None else 0
+        writers = _Writers(target_dir, readonly=dry_run, count=WRITERS)
+        migration = _Migration(
+            source, target, writers, router, options, problems, _Progress(progress, total)
+        )
+        try:
+            with _sqlite_heap_limit(SQLITE_HEAP_LIMIT):
+                runs = migration.run(listing.shards)
+        finally:
+            migration.close()
     shards = tuple(run.freeze(router) for run in runs)
     return CacheMigrationReport(
         cache_dir=cache_dir,
@@ -424,6 +436,10 @@ class _Migration:
                 self._open(shard)
                 continue
             runs.append(run)
+            if self.options.in_place:
+                # Every earlier shard's writes are done (barrier): what they moved here is in
+                # this snapshot, and routes here again; the report counts it once.
+                run.received = sum(done.moved.get(shard, 0) for done in runs)
             try:
                 self._migrate_shard(run, snapshot)
             finally:
@@ -724,6 +740,7 @@ def _move_errors(run: _Run, move: _Move, store: CacheStore, entries: int) -> Ite
     try:
         yield
     except (sqlite3.DatabaseError, OSError, CacheMigrationError) as error:
+        move.refused = move.refused or isinstance(error, TargetConflictError)
         run.fail(move, _with_hint(_message(error, store, move.target), error), entries)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final, cast
 from catalog.cache.report import CachePlan, ShardPlan, UnroutedExample
 from catalog.cache.routing import Outcome, Router, catalog_router
 from catalog.cache.sqlite_store import SHARD_SUFFIX, SqliteDirectoryStore
-from catalog.cache.store import CacheStore, ShardProblem
+from catalog.cache.store import CacheStore, ShardListing, ShardProblem
 from catalog.errors import CacheMigrationError
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def plan(
     router, chosen = catalog_router(
         connection, engine, policy=policy, aliases=aliases, name_problem=store.shard_name_problem
     )
-    listing = store.list_shards()
+    listing = require_shards(cache_dir, store.list_shards())
     plans: list[ShardPlan] = []
     problems = list(listing.problems)
     try:
@@ -102,6 +102,33 @@ class Tally:
 
 def unreadable(shard: str, error: Exception) -> ShardProblem:
     return ShardProblem(f"{shard}{SHARD_SUFFIX}", f"cannot be read: {error}")
+
+
+def require_shards(cache_dir: Path, listing: ShardListing) -> ShardListing:
+    """`listing`, unless `cache_dir` holds no shard at all: then an error naming the
+    subdirectories it ignored (the cache is often one level down, in `cache/`)."""
+    if listing.shards or listing.problems:
+        return listing
+    subdirectories = []
+    for name in listing.ignored:
+        path = cache_dir / name
+        if path.is_dir() and not path.is_symlink():
+            try:
+                inside = sum(1 for child in path.iterdir() if child.name.endswith(SHARD_SUFFIX))
+            except OSError:
+                inside = 0
+            subdirectories.append((name, inside))
+    hint = None
+    if subdirectories:
+        listed = ", ".join(
+            f"{name}/ ({inside} {'shard' if inside == 1 else 'shards'} inside)"
+            for name, inside in subdirectories
+        )
+        best = max(subdirectories, key=lambda pair: pair[1])
+        hint = f"subdirectories are not read: {listed}"
+        if best[1]:
+            hint += f"; did you mean {cache_dir / best[0]}?"
+    raise CacheMigrationError(f"no cache shards (*{SHARD_SUFFIX}) in {cache_dir}", hint=hint)
 
 
 def require_directory(path: Path, what: str) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catalog.cache.sqlite_store import SHARD_SUFFIX
 from catalog.cache.store import ShardProblem
 from catalog.db.records import Record
 
@@ -95,6 +96,8 @@ class MoveMigration(Record):
     backup by reflink` (the same in place: the shard's own file takes the target's name once
     its backup is made), `inserts in key order` (into an existing target, or part of a
     shard); empty if nothing was done. `seconds` is the time spent writing and verifying it.
+    `refused` is true when `--on-conflict fail` found a key of the target holding another
+    value: nothing of this move was written, the target was left untouched.
     """
 
     target: str
@@ -102,6 +105,7 @@ class MoveMigration(Record):
     method: str
     entries: int
     seconds: float
+    refused: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "seconds": round(self.seconds, 3)}
@@ -115,12 +119,15 @@ class ShardMigration(Record):
     conflicts count every entry the run wrote or found (with `--out`, the staying entries copied
     into the new layout too). `failed` entries were not moved (a refused or failing target).
     `moves` says, per target, how the move was made; `method` lists those methods.
+    In place, `received` counts the entries earlier shards of the run moved into this one; they
+    are not counted again in its `entries` and `stayed`, so the totals are the cache's entries.
     """
 
     shard: str
     entries: int
     routed: Mapping[str, int]
     moved: Mapping[str, int]
+    received: int
     stayed: int
     unrouted: int
     copied: int
@@ -172,7 +179,52 @@ class CacheMigrationReport(Record):
         found = [f"{self._path(p.file)}: {p.message}" for p in self.problems]
         for shard in self.shards:
             found.extend(shard.errors)
+        summary = self.conflict_summary
+        if summary is not None:
+            found.append(summary)
         return found
+
+    @property
+    def conflict_summary(self) -> str | None:
+        """With `--on-conflict fail` and a target refused: which targets were left untouched
+        (and whose entries stayed where they were), and which received entries all the same."""
+        refused: dict[str, list[str]] = {}
+        for shard in self.shards:
+            for move in shard.moves:
+                if move.refused:
+                    refused.setdefault(move.target, []).append(
+                        f"{move.entries} entries of {shard.shard}{SHARD_SUFFIX}"
+                    )
+        if not refused:
+            return None
+        received: dict[str, int] = {}
+        for shard in self.shards:
+            for target, count in shard.moved.items():
+                received[target] = received.get(target, 0) + count
+            if shard.copied:
+                received[shard.shard] = received.get(shard.shard, 0) + shard.copied
+        untouched = "; ".join(
+            f"{self._target(target)} ({', '.join(sources)} meant for it stayed where they were)"
+            for target, sources in sorted(refused.items())
+        )
+        written = ", ".join(
+            f"{self._target(target)} ({count})"
+            for target, count in sorted(received.items())
+            if count
+        )
+        verb = "would have received" if self.dry_run else "received"
+        return (
+            f"--on-conflict fail: left untouched: {untouched}. "
+            + (
+                f"Targets that {verb} entries: {written}."
+                if written
+                else "No target received entries."
+            )
+            + " Run again with --on-conflict keep-target or keep-source to move the rest."
+        )
+
+    def _target(self, shard: str) -> Path:
+        return (self.out_dir or self.cache_dir) / f"{shard}{SHARD_SUFFIX}"
 
     @property
     def ok(self) -> bool:

@@ -64,6 +64,8 @@ def plan_command(
 ) -> None:
     """Show where each shard's entries would go; nothing is written.
 
+    Exit 1 if any shard could not be read (the others are planned).
+
     \b
     Example:
       catalog cache plan ~/helm/prod_env/cache
@@ -73,10 +75,12 @@ def plan_command(
     )
     if as_json:
         click.echo(to_json_text(result.to_json()))
-        return
-    click.echo(_plan_text(result))
+    else:
+        click.echo(_plan_text(result))
     for problem in result.problems:
         echo_err(f"error: {cache_dir / problem.file}: {problem.message}")
+    if result.problems:
+        sys.exit(1)  # as migrate does: a shard that cannot be read is not planned
 
 
 @cache.command("migrate")
@@ -328,6 +332,7 @@ def _migration_text(report: CacheMigrationReport, *, quiet: bool) -> str:
                 "shard": s.shard,
                 "entries": s.entries,
                 "moved": _hosts(s.moved),
+                **({"received": s.received} if report.in_place else {}),
                 "stayed": s.stayed,
                 "unrouted": s.unrouted,
                 "present": s.already_present,
