@@ -257,6 +257,7 @@ def test_the_json_report_has_the_method_of_every_move(tmp_path: Path, v0512_temp
         assert shard["moves"], shard["shard"]
         assert sum(move["entries"] for move in shard["moves"]) == shard["entries"]
         for move in shard["moves"]:
-            assert set(move) == {"target", "kind", "method", "entries", "seconds"}
+            assert set(move) == {"target", "kind", "method", "entries", "seconds", "refused"}
+            assert move["refused"] is False
             assert move["method"] in {"file copy", "reflink", "inserts in key order"}
             assert move["kind"] in {"whole shard", "routed"} and move["seconds"] >= 0

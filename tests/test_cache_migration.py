@@ -484,6 +484,11 @@ def test_nothing_is_lost_and_both_modes_agree(
     cache.mkdir()
     for shard, entries in old.items():
         write_raw(cache / f"{shard}.sqlite", entries)
+    if not old:
+        with pytest.raises(CacheMigrationError, match="no cache shards"):
+            pr1903.migrate_cache(cache, out=root / "out")
+        assert not (root / "out").exists()
+        return
     out = pr1903.migrate_cache(cache, out=root / "out")
     in_place = pr1903.migrate_cache(cache, in_place=True, prune=True)
     assert out.ok and in_place.ok
