@@ -25,7 +25,7 @@ from catalog import Catalog
 pytestmark = pytest.mark.slow
 
 CHILD = r"""
-import importlib, json, os, signal, sys, time
+import importlib, json, os, signal, sys, threading, time
 from catalog import Catalog
 import catalog.cache.migrate as cache_migration
 import catalog.cache.sqlite_store as cache_store
@@ -36,6 +36,7 @@ cache_store.CHUNK_ROWS = 7
 cache_store.FETCH_ROWS = 3
 cache_migration.FLUSH_ROWS = 5
 counts = {}
+counting = threading.Lock()
 
 def wrap(dotted, nth, when):
     module_name, *path, name = dotted.split(".")
@@ -44,11 +45,14 @@ def wrap(dotted, nth, when):
         owner = getattr(owner, part)
     original = getattr(owner, name)
     def wrapper(*args, **kwargs):
-        counts[dotted] = counts.get(dotted, 0) + 1
-        if counts[dotted] == nth and when == "before":
+        # The writer threads call concurrently: each call takes its own number under the lock,
+        # so the nth call is killed whichever thread makes it.
+        with counting:
+            counts[dotted] = number = counts.get(dotted, 0) + 1
+        if number == nth and when == "before":
             os.kill(os.getpid(), signal.SIGKILL)
         result = original(*args, **kwargs)
-        if counts[dotted] == nth and when == "after":
+        if number == nth and when == "after":
             os.kill(os.getpid(), signal.SIGKILL)
         return result
     setattr(owner, name, wrapper)
