@@ -337,7 +337,7 @@ def test_a_sync_that_cannot_get_the_lock_fails_cleanly_and_the_other_wins(
 # after every opening of a shard (the moment a new shard first exists), until the reader has
 # completed two more passes: so one whole pass read each state the migration went through.
 MIGRATOR = r"""
-import os, sys, time
+import os, sys, threading, time
 from pathlib import Path
 import catalog.cache.migrate as cache_migration
 import catalog.cache.sqlite_store as cache_store
@@ -348,6 +348,7 @@ cache_store.CHUNK_ROWS = 7
 cache_store.FETCH_ROWS = 3
 cache_migration.FLUSH_ROWS = 5
 steps = 0
+pausing_lock = threading.Lock()
 
 def passes():
     try:
@@ -356,12 +357,15 @@ def passes():
         return 0
 
 def pause():
+    # One pause at a time (the two writer threads would otherwise share the reader's passes),
+    # so each step is followed by two whole passes of its own.
     global steps
-    steps += 1
-    wanted = passes() + 2
-    while passes() < wanted:
-        os.kill(reader_pid, 0)  # raises if the reader died: no endless wait
-        time.sleep(0.002)
+    with pausing_lock:
+        steps += 1
+        wanted = passes() + 2
+        while passes() < wanted:
+            os.kill(reader_pid, 0)  # raises if the reader died: no endless wait
+            time.sleep(0.002)
 
 def pausing(owner, name):
     original = getattr(owner, name)
