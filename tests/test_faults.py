@@ -474,6 +474,11 @@ def test_any_damage_to_a_catalog_is_an_error_message_not_a_traceback(
         result = run_cli(*args, db=db)
         if result.returncode != 0:
             assert result.returncode == 1, result.stderr
+            if args == ["check"] and not result.stderr:
+                # check read the damaged rows and reports what is wrong with them (a tag name
+                # with a NUL in it is a foreign-key violation): its findings are its output.
+                assert any(line.startswith("error: ") for line in result.stdout.splitlines())
+                continue
             assert result.stderr.startswith("error: "), result.stderr
 
 
