@@ -41,6 +41,7 @@ from catalog.cache.sqlite_store import (
     SHARD_SUFFIX,
     TABLE,
     SqliteDirectoryStore,
+    read_ahead,
     shard_name_problem,
 )
 from catalog.cache.store import ShardProblem
@@ -200,7 +201,10 @@ _Counts = dict[tuple[str, str], list[int]]
 def _parts(path: Path, shard: str, routing: ShardRouting) -> list[_Part]:
     connection = _connect(path)
     try:
-        low, high = connection.execute(f'SELECT min(rowid), max(rowid) FROM "{TABLE}"').fetchone()
+        # Two statements: SQLite reads one end of the b-tree for a lone min() or max(), but
+        # the whole table for both in one.
+        (low,) = connection.execute(f'SELECT min(rowid) FROM "{TABLE}"').fetchone()
+        (high,) = connection.execute(f'SELECT max(rowid) FROM "{TABLE}"').fetchone()
     finally:
         connection.close()
     if low is None:
@@ -248,7 +252,7 @@ def _count_part(part: _Part) -> tuple[_Counts, float, str | None]:
     counts: _Counts = {}
     named: dict[KeyIdentifiers, tuple[str, str]] = {}
     try:
-        for chunk in _read(part.path, part.first, part.last):
+        for chunk in read_ahead(_read(part.path, part.first, part.last)):
             for _rowid, key, size in chunk:
                 identifiers = key_identifiers(key)
                 group = named.get(identifiers)
