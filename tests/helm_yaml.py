@@ -19,6 +19,9 @@ from catalog import Catalog
 
 _template: Path | None = None
 
+DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+"""libyaml's safe dumper where there is one: the same YAML as `yaml.safe_dump`, written faster."""
+
 
 def model(name: str, tags: Iterable[str] = ("TEXT_MODEL_TAG",)) -> dict[str, Any]:
     return {
@@ -72,7 +75,7 @@ def write_sources(
         "tokenizer_configs.yaml": {"tokenizer_configs": list(tokenizers)},
     }
     for file_name, content in files.items():
-        (directory / file_name).write_text(yaml.safe_dump(content, sort_keys=False))
+        (directory / file_name).write_text(yaml.dump(content, Dumper=DUMPER, sort_keys=False))
     return directory
 
 

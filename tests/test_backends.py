@@ -41,6 +41,9 @@ from catalog.db.schema import ColumnType
 
 MINI = FIXTURES / "read" / "mini"
 
+# A PostgreSQL server of its own (started once per session): slow, as other servers are.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:

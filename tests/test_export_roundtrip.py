@@ -145,7 +145,7 @@ def _exported(tmp_path: Path, *, force: bool = False) -> dict[str, Any]:
         catalog.sync([MINI])
         catalog.export(tmp_path / "out", force=force)
     return {
-        name: yaml.safe_load((tmp_path / "out" / name).read_text())
+        name: yaml.load((tmp_path / "out" / name).read_text(), Loader=yaml.CSafeLoader)
         for name in ("model_metadata.yaml", "model_deployments.yaml", "tokenizer_configs.yaml")
     }
 

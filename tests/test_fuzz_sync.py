@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import HELM_CONFIGS, dump, real_yaml, require_shared, run_cli
+from helm_yaml import DUMPER
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -182,7 +183,7 @@ def write_sources(directory: Path, files: dict[str, Any]) -> None:
     for file_name, _ in FILES.values():
         path = directory / file_name
         if file_name in files:
-            text = yaml.safe_dump(files[file_name], sort_keys=False, allow_unicode=True)
+            text = yaml.dump(files[file_name], Dumper=DUMPER, sort_keys=False, allow_unicode=True)
             path.write_text(text, encoding="utf-8")
         else:
             path.unlink(missing_ok=True)

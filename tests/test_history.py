@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from conftest import HELM_CONFIGS, dump, require_shared, run_cli
+from conftest import HELM_CONFIGS, dump, real_yaml, require_shared, run_cli
 from helm_yaml import deployment, model, synced_catalog, write_sources
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -33,8 +32,7 @@ PAIRS = [("2023-11-17-pr1903", "v0.5.0"), ("v0.5.0", "v0.5.12")]
 
 
 def _yaml_entries(directory: Path, file: str, key: str) -> dict[str, dict[str, Any]]:
-    with open(directory / file, encoding="utf-8") as stream:
-        listed = yaml.safe_load(stream).get(key) or []
+    listed = real_yaml(directory / file).get(key) or []
     return {entry["name"]: entry for entry in listed}
 
 
@@ -104,8 +102,7 @@ def independent_state(directory: Path) -> dict[str, dict[str, tuple[Any, ...]]]:
 
 def _list_scan_defaults(directory: Path) -> dict[str, dict[str, str | None]]:
     """HELM's two rules scanning its list (every copy of a name kept)."""
-    with open(directory / "model_deployments.yaml", encoding="utf-8") as stream:
-        listed = yaml.safe_load(stream)["model_deployments"]
+    listed = real_yaml(directory / "model_deployments.yaml")["model_deployments"]
     by_name = {d["name"]: d for d in listed}
     models = independent_state(directory)["models"]
     defaults: dict[str, dict[str, str | None]] = {"first": {}, "last": {}}

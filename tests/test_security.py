@@ -26,6 +26,7 @@ import pytest
 import yaml
 from cache_helpers import key, raw_entries, response, write_raw, write_shard
 from conftest import HELM_CONFIGS, dump, require_shared, run_cli, run_cli_process
+from helm_yaml import DUMPER
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -144,7 +145,7 @@ def write_catalog(
         ("tokenizer_configs.yaml", "tokenizer_configs", tokenizers),
     ):
         (directory / file_name).write_text(
-            yaml.safe_dump({top: entries}, allow_unicode=True), encoding="utf-8"
+            yaml.dump({top: entries}, Dumper=DUMPER, allow_unicode=True), encoding="utf-8"
         )
     return directory
 
