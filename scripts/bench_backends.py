@@ -19,30 +19,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
+from timing import median_seconds
 
 from catalog import Catalog
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO.parent / "shared" / "helm-configs" / "v0.5.12"
 PROBE = "meta/llama-3.1-8b-instruct"
-
-
-def median_of(
-    runs: int, action: Callable[[], Any], setup: Callable[[], Any] | None = None
-) -> float:
-    times = []
-    for _ in range(runs):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 class Backends:
@@ -83,17 +69,17 @@ def measure(backends: Backends, backend: str, runs: int) -> dict[str, float]:
         models = catalog.model_names()
         catalog.resolve("model=text")
         figures["explain, per call"] = (
-            median_of(runs, lambda: [catalog.explain(m) for m in models[:200]]) / 200
+            median_seconds(lambda: [catalog.explain(m) for m in models[:200]], runs) / 200
         )
-        figures["default deployment, per call"] = median_of(
-            runs, lambda: [catalog.default_deployment(m) for m in models]
+        figures["default deployment, per call"] = median_seconds(
+            lambda: [catalog.default_deployment(m) for m in models], runs
         ) / len(models)
-        figures["resolve 'model=text', warm"] = median_of(
-            runs, lambda: catalog.resolve("model=text")
+        figures["resolve 'model=text', warm"] = median_seconds(
+            lambda: catalog.resolve("model=text"), runs
         )
     code = f"import catalog\nprint(catalog.Catalog.open({db!r}).default_deployment({PROBE!r}))"
-    figures["fresh process: open + resolve one"] = median_of(
-        runs, lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    figures["fresh process: open + resolve one"] = median_seconds(
+        lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True), runs
     )
     return figures
 
@@ -104,7 +90,7 @@ def helm_config_loading(runs: int) -> float:
         "for name in ('model_metadata.yaml', 'model_deployments.yaml', 'tokenizer_configs.yaml'):\n"
         f"    yaml.load(open({str(SOURCE)!r} + '/' + name, 'rb'), Loader=yaml.CSafeLoader)\n"
     )
-    return median_of(runs, lambda: subprocess.run([sys.executable, "-c", code], check=True))
+    return median_seconds(lambda: subprocess.run([sys.executable, "-c", code], check=True), runs)
 
 
 def main(argv: list[str] | None = None) -> int:

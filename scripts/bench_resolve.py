@@ -28,31 +28,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from helm_baseline import HelmLists
+from timing import median_seconds
 
 from catalog import Catalog
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SNAPSHOT = REPO.parent / "shared" / "helm-configs" / "v0.5.12"
 PROBE_MODEL = "meta/llama-2-7b"
-
-
-def median_seconds(
-    function: Callable[[], Any], runs: int, setup: Callable[[], Any] | None = None
-) -> float:
-    times = []
-    for _ in range(runs):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def report(label: str, ours: float, baseline: float, unit: str, target: str) -> None:
