@@ -655,9 +655,9 @@ def read_ahead(chunks: Iterator[T], depth: int = READ_AHEAD_CHUNKS) -> Iterator[
     """The chunks of `chunks`, read by a thread of their own up to `depth` chunks ahead.
 
     The caller's work on each chunk (routing keys: Python, under its lock) then overlaps the
-    reading of the next ones (SQLite releases the lock while it reads). That matters most for a
-    shard not in the page cache: read at the caller's pace, a few pages at a time with Python's
-    work in between, this disk gave 140 MB/s; read ahead, a full gigabyte a second.
+    reading of the next ones (SQLite releases the lock while it reads), which matters for a
+    shard not in the page cache: reading and routing the keys of a cold 8 GB shard took 12.9 s
+    instead of 14.3 s on the development machine.
     """
     queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
     stop = threading.Event()
