@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -125,3 +127,44 @@ def test_the_sqlite_utils_cli_reads_the_catalog(tmp_path: Path) -> None:
         check=True,
     )
     assert '"default_deployment"' in rows.stdout
+
+
+def _guarantee_references() -> list[tuple[str, str]]:
+    """Every (test file, test function) docs/guarantees.md names; `::name` after a file
+    reference means the same file."""
+    references: list[tuple[str, str]] = []
+    text = (REPO_ROOT / "docs" / "guarantees.md").read_text(encoding="utf-8")
+    for row in text.splitlines():
+        if not row.startswith("|"):
+            continue
+        current = None
+        for code in re.findall(r"`([^`]+)`", row.rsplit("|", 2)[-2]):
+            file, _, name = code.partition("::")
+            if file.endswith(".py"):
+                current = file
+            if current is not None and name:
+                references.append((current, name))
+            elif current is not None and file.endswith(".py") and not name:
+                references.append((current, ""))
+    return references
+
+
+def test_every_test_the_guarantees_name_exists() -> None:
+    references = _guarantee_references()
+    assert len(references) > 100
+    defined: dict[str, set[str]] = {}
+    missing = []
+    for file, name in references:
+        if file not in defined:
+            path = REPO_ROOT / "tests" / file
+            if not path.exists():
+                missing.append(file)
+                defined[file] = set()
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            defined[file] = {
+                node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+            }
+        if name and name not in defined[file]:
+            missing.append(f"{file}::{name}")
+    assert missing == []
