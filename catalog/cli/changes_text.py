@@ -25,8 +25,10 @@ def change_lines(
     changes: ChangeSet, *, prefix: str = "", policies: Sequence[str] = ()
 ) -> list[str]:
     """Entries added, removed and changed (the first 20 of each, and how many more), then the
-    models whose default deployment changed under each of `policies`."""
+    models whose default deployment changed under each of `policies`. A model added or removed
+    is listed as such; that its default came or went is not repeated (the JSON has it)."""
     lines: list[str] = []
+    came_or_went = set(changes.added.get("models", ())) | set(changes.removed.get("models", ()))
     for verb, by_table in (("added", changes.added), ("removed", changes.removed)):
         for table in ENTRY_TABLES:
             if by_table[table]:
@@ -45,7 +47,10 @@ def change_lines(
         if len(changed) > SHOWN:
             lines.append(f"  ... and {len(changed) - SHOWN} more")
     for policy in policies:
-        moved = sorted(changes.default_changes.get(policy, []), key=lambda c: c.model)
+        moved = sorted(
+            (c for c in changes.default_changes.get(policy, []) if c.model not in came_or_went),
+            key=lambda c: c.model,
+        )
         if not moved:
             continue
         label = "the policy in force, pins applied" if policy == "in_force" else policy
