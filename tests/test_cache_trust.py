@@ -104,6 +104,7 @@ def _holding(directory: Path, mode: str) -> subprocess.Popen[str]:
     return holder
 
 
+@pytest.mark.slow  # a process of its own holds the lock
 def test_a_second_migration_stops_at_once_naming_the_first_and_changes_nothing(
     db: Path, cache: Path, tmp_path: Path
 ) -> None:
@@ -128,6 +129,7 @@ def test_a_second_migration_stops_at_once_naming_the_first_and_changes_nothing(
     assert run_cli("cache", "migrate", cache, "--in-place", db=db).returncode == 0
 
 
+@pytest.mark.slow  # a process of its own holds the lock
 def test_migrations_that_only_read_a_cache_run_together_and_not_into_one_output(
     db: Path, cache: Path, tmp_path: Path
 ) -> None:
