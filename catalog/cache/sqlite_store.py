@@ -66,7 +66,8 @@ BUSY_TIMEOUT_SECONDS = 30.0
 # Chunks of keys read ahead of the routing (each CHUNK_ROWS keys, about 2 MB of 1 KB keys).
 READ_AHEAD_CHUNKS = 4
 _COMPARE_BLOCK = 8 * 2**20
-_COPY_CHUNK = 2**30
+# A copy is made and compared this much at a time (see _clone_or_copy).
+_COPY_CHUNK = 64 * 2**20
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SQLITE_COMPANIONS = (f"{SHARD_SUFFIX}-journal", f"{SHARD_SUFFIX}-wal", f"{SHARD_SUFFIX}-shm")
 _MAX_NAME_BYTES = 200
@@ -777,14 +778,14 @@ def _linked_companion(path: Path) -> str | None:
 
 
 def _copy_verified(source: Path, temporary: Path, target: Path) -> bool:
-    """Copy `source` to `temporary`, durable and compared byte for byte; True if cloned.
+    """Copy `source` to `temporary`, compared byte for byte and durable; True if cloned.
 
     A partial or differing copy is removed: it is no use to anyone, and on a full disk it
     holds the space.
     """
     temporary.unlink(missing_ok=True)
     try:
-        cloned = _clone_or_copy(source, temporary)
+        cloned, same = _clone_or_copy(source, temporary)
     except OSError as error:
         with suppress(OSError):
             temporary.unlink()
@@ -792,7 +793,7 @@ def _copy_verified(source: Path, temporary: Path, target: Path) -> bool:
             f"{target}: the copy of {source} could not be written: "
             f"{error.strerror or error}; nothing was published"
         ) from error
-    if not _same_bytes(source, temporary):
+    if not same:
         temporary.unlink()
         raise CacheMigrationError(
             f"{target}: the copy of {source} differs from it; nothing was published"
@@ -800,21 +801,29 @@ def _copy_verified(source: Path, temporary: Path, target: Path) -> bool:
     return cloned
 
 
-def _clone_or_copy(source: Path, destination: Path) -> bool:
+def _clone_or_copy(source: Path, destination: Path) -> tuple[bool, bool]:
     """A reflink where the file system has them (instant, no space used), else a copy made by
     the kernel into space reserved first (so a full disk fails before anything is written, and
-    the file is allocated in one piece). True if cloned."""
-    with source.open("rb") as reader, destination.open("xb") as writer:
+    the file is allocated in one piece). Returns (cloned, identical to the source).
+
+    A copy is compared piece by piece as it is made, each piece while the page cache still
+    holds both sides of it: comparing after the whole copy would read a shard larger than
+    memory twice more from the disk.
+    """
+    with source.open("rb") as reader, destination.open("x+b") as writer:
         cloned = _reflink(reader, writer)
-        if not cloned:
+        if cloned:
+            same = _same_range(reader.fileno(), writer.fileno(), 0, None)
+        else:
             size = os.fstat(reader.fileno()).st_size
             _reserve(writer, size)
-            copied = _copy_range(reader, writer)
+            copied, same = _copy_range(reader, writer)
             if copied != size:
                 writer.truncate(copied)
         writer.flush()
         os.fsync(writer.fileno())
-    return cloned
+        same = same and os.fstat(reader.fileno()).st_size == os.fstat(writer.fileno()).st_size
+    return cloned, same
 
 
 def _reflink(reader: BinaryIO, writer: BinaryIO) -> bool:
@@ -839,23 +848,45 @@ def _reserve(writer: BinaryIO, size: int) -> None:
             raise
 
 
-def _copy_range(reader: BinaryIO, writer: BinaryIO) -> int:
-    """Every byte of `reader` into `writer` from offset 0; returns how many."""
+def _copy_range(reader: BinaryIO, writer: BinaryIO) -> tuple[int, bool]:
+    """Every byte of `reader` into `writer` from offset 0, each piece compared once written:
+    (bytes copied, whether every piece is identical)."""
     copied = 0
     source, target = reader.fileno(), writer.fileno()
-    if hasattr(os, "copy_file_range"):
+    while hasattr(os, "copy_file_range"):
         try:
-            while count := os.copy_file_range(source, target, _COPY_CHUNK, copied, copied):
-                copied += count
-            return copied
+            count = os.copy_file_range(source, target, _COPY_CHUNK, copied, copied)
         except OSError as error:
             unsupported = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF)
             if copied or error.errno not in unsupported:
                 raise
+            break  # not between these files: copy through memory instead
+        if not count:
+            return copied, True
+        if not _same_range(source, target, copied, count):
+            return copied + count, False
+        copied += count
     while block := os.pread(source, _COMPARE_BLOCK, copied):
         os.pwrite(target, block, copied)
+        if os.pread(target, len(block), copied) != block:
+            return copied + len(block), False
         copied += len(block)
-    return copied
+    return copied, True
+
+
+def _same_range(left: int, right: int, offset: int, length: int | None) -> bool:
+    """Whether two open files hold the same bytes from `offset` for `length` bytes (to the end
+    of the longer one if None)."""
+    end = None if length is None else offset + length
+    while end is None or offset < end:
+        size = _COMPARE_BLOCK if end is None else min(_COMPARE_BLOCK, end - offset)
+        block = os.pread(left, size, offset)
+        if block != os.pread(right, size, offset):
+            return False
+        if not block:
+            return True
+        offset += len(block)
+    return True
 
 
 def _same_bytes(left: Path, right: Path) -> bool:
