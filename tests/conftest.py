@@ -27,6 +27,12 @@ from pg_server import postgres_server, postgres_url  # noqa: F401 (fixtures)
 from catalog import Catalog
 from catalog.sync.report import SyncReport
 
+# The suite starts about a hundred fresh interpreters (the slow tests) and a worker per core, each
+# of which would compile the package from source again where PYTHONDONTWRITEBYTECODE is set (as on
+# CI machines): the suite writes bytecode caches (__pycache__/, ignored by git) whatever it says.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = Path(os.environ.get("CATALOG_SHARED_DIR", REPO_ROOT.parent / "shared"))
 HELM_CONFIGS = SHARED_DIR / "helm-configs"
