@@ -2,6 +2,9 @@
 `postgres` binary started on a free port (as the `postgres` OS user when the tests run as
 root: the server refuses to run as root), stopped when the session ends, even if it is killed.
 
+Not pytest-postgresql: its process fixture runs `pg_ctl` as the current OS user, which
+PostgreSQL refuses when that user is root (as CI runs), and it has no way to name another user.
+
 Outside CI, tests that need it skip with a one-line reason when no server binaries are found;
 under CI they fail instead (see `postgres_or_skip`).
 """
