@@ -69,6 +69,29 @@ def test_the_index_follows_every_sync(mini: Path, tmp_path: Path) -> None:
             )
 
 
+def test_as_of_an_earlier_sync_search_finds_what_the_catalog_said_then(
+    mini: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "catalog.db"
+    path.write_bytes(mini.read_bytes())
+    renamed = model("acme/alpha")
+    renamed["display_name"] = "Zanzibar"
+    layer = write_sources(tmp_path / "next", [renamed], [deployment("acme/alpha")])
+    with Catalog.open(path) as catalog:
+        (first,) = catalog.connection.execute("SELECT max(id) FROM syncs").fetchone()
+        then = _names(catalog, "alpha")
+        catalog.sync([layer])
+        past = catalog.at(first)
+        assert _names(past, "zanzibar") == []
+        assert _names(past, "alpha") == then
+        assert ("model", "zeta/gamma") in _names(past, "gamma")
+        for table in INDEXED_COLUMNS:  # the as-of copy's index agrees with its tables
+            past.connection.execute(
+                f"INSERT INTO {table}_fts({table}_fts, rank) VALUES ('integrity-check', 1)"
+            )
+        assert _names(catalog, "zanzibar") == [("model", "acme/alpha")]
+
+
 def test_any_text_is_only_words_to_look_for(mini: Path) -> None:
     with Catalog.open(mini) as catalog:
 

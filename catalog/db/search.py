@@ -19,7 +19,8 @@ no stop words, as FTS5's porter tokenizer is). Scores differ in scale between th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -64,6 +65,30 @@ ORM-against-migrations comparison and Alembic's autogenerate leave them out by t
 SEARCH_TRIGGERS: frozenset[str] = frozenset(
     f"{table}{suffix}" for table in INDEXED_COLUMNS for suffix in ("_ai", "_ad", "_au")
 )
+
+
+@contextlib.contextmanager
+def rebuilt_once_after(connection: CatalogConnection) -> Iterator[None]:
+    """Inside the block, writes leave the SQLite search index alone; after it, the index is
+    rebuilt once from the tables. For thousands of writes in a row (an as-of copy undoing every
+    later change), where the triggers would update the index at each one, most of the time.
+    Call it inside a write transaction; on PostgreSQL there is no index to keep."""
+    if connection.dialect != "sqlite":
+        yield
+        return
+    names = sorted(SEARCH_TRIGGERS)
+    triggers = connection.execute(
+        "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN "
+        f"({', '.join('?' for _ in names)}) ORDER BY name",
+        names,
+    ).fetchall()
+    for name, _, _ in triggers:
+        connection.execute(f'DROP TRIGGER "{name}"')
+    yield
+    for _, _, sql in triggers:
+        connection.execute(sql)
+    for table in sorted({table for _, table, _ in triggers}):
+        connection.execute(f"INSERT INTO {table}_fts ({table}_fts) VALUES ('rebuild')")
 
 
 def is_search_table(name: str) -> bool:

@@ -2,8 +2,9 @@
 
 The current state is read and every change made after the event is undone, newest first (an
 addition removed, a removal restored, a change set back to its values before). The result is an
-in-memory catalog, so every read (show, list, explain, resolve) answers as it would have then,
-with the same code.
+in-memory catalog, so every read (show, list, explain, resolve, search) answers as it would have
+then, with the same code. The cost follows the number of entries changed since the event: each
+entry is written once, by its net undo, in statements grouped by shape.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from catalog.db import rows
 from catalog.db.memory import copy_of, new_empty
 from catalog.db.schema import EVENTS, TABLES_BY_NAME, EventInfo
+from catalog.db.search import rebuilt_once_after
 from catalog.errors import HistoryError
 from catalog.history.state import CatalogState, read_state, write_state
 
@@ -129,41 +131,73 @@ _KEYS = {"models": "name", "deployments": "name", "tokenizers": "name", "pins": 
          "settings": "key"}  # fmt: skip
 
 
-def _undo_in_place(memory: CatalogConnection, changes: list[tuple[str, str, str, Any]]) -> None:
-    """Undo `changes` (newest first) on a copy of the catalog, statement by statement."""
-    touched_tags: set[str] = set()
+def _net_undo(changes: list[tuple[str, str, str, Any]]) -> dict[tuple[str, str], tuple[str, Any]]:
+    """What undoing `changes` (newest first) comes to for each entry, so that each entry is
+    written once: ("absent", None), ("row", its whole row then) or ("update", the fields to set
+    back). An older change's values win over a newer one's, as they would if undone in turn."""
+    net: dict[tuple[str, str], tuple[str, Any]] = {}
     for table, name, change, before in changes:
-        key = _KEYS[table]
-        spec = TABLES_BY_NAME[table]
+        kind, values = net.get((table, name), ("update", {}))
         if change == "added":
-            memory.execute(f"DELETE FROM {table} WHERE {key} = ?", (name,))
+            net[table, name] = ("absent", None)
+        elif change == "removed":
+            net[table, name] = ("row", dict(before))
+        elif kind != "absent":  # a change to an entry absent then: nothing to set back
+            net[table, name] = (kind, {**values, **(before or {})})
+    return net
+
+
+def _undo_in_place(memory: CatalogConnection, changes: list[tuple[str, str, str, Any]]) -> None:
+    """Undo `changes` (newest first) on a copy of the catalog: each entry's net undo, the
+    statements of one shape run together."""
+    deletes: dict[str, list[tuple[str]]] = {}
+    writes: dict[tuple[str, str, tuple[str, ...]], list[list[Any]]] = {}
+    tags_of: dict[str, list[str]] = {}
+    for (table, name), (kind, before) in _net_undo(changes).items():
+        key = _KEYS[table]
+        if kind in ("absent", "row"):
+            deletes.setdefault(table, []).append((name,))
             if table == "models":
-                memory.execute("DELETE FROM model_tags WHERE model_name = ?", (name,))
-            continue
-        values = dict(before or {})
+                tags_of.setdefault(name, [])
+            if kind == "absent":
+                continue
+        values = dict(before)
         tags = values.pop("tags", None)
-        if change == "removed":
-            values.setdefault(key, name)  # a pin or a setting keeps its key outside its values
-            columns = [c for c in spec.columns if c.name in values]
-            memory.execute(
-                f"INSERT INTO {table} ({', '.join(c.name for c in columns)}) "
-                f"VALUES ({', '.join('?' for _ in columns)})",
-                [rows.encode_value(c.type, values[c.name]) for c in columns],
-            )
-        elif values:
-            columns = [c for c in spec.columns if c.name in values]
-            memory.execute(
-                f"UPDATE {table} SET {', '.join(f'{c.name} = ?' for c in columns)} WHERE {key} = ?",
-                [*(rows.encode_value(c.type, values[c.name]) for c in columns), name],
-            )
         if table == "models" and tags is not None:
-            memory.execute("DELETE FROM model_tags WHERE model_name = ?", (name,))
+            tags_of[name] = list(tags)
+        if kind == "row":
+            values.setdefault(key, name)  # a pin or a setting keeps its key outside its values
+        present = [c for c in TABLES_BY_NAME[table].columns if c.name in values]
+        if not present:
+            continue
+        encoded = [rows.encode_value(c.type, values[c.name]) for c in present]
+        writes.setdefault((table, kind, tuple(c.name for c in present)), []).append(
+            encoded if kind == "row" else [*encoded, name]
+        )
+    for table, keys in deletes.items():
+        memory.executemany(f"DELETE FROM {table} WHERE {_KEYS[table]} = ?", keys)
+    for (table, kind, columns), parameters in writes.items():
+        if kind == "row":
             memory.executemany(
-                "INSERT INTO model_tags (model_name, tag_name, position) VALUES (?, ?, ?)",
-                [(name, tag, position) for position, tag in enumerate(tags)],
+                f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' for _ in columns)})",
+                parameters,
             )
-            touched_tags.update(tags)
-    memory.executemany("INSERT OR IGNORE INTO tags (name) VALUES (?)", [(t,) for t in touched_tags])
+        else:
+            memory.executemany(
+                f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in columns)} "
+                f"WHERE {_KEYS[table]} = ?",
+                parameters,
+            )
+    memory.executemany("DELETE FROM model_tags WHERE model_name = ?", [(name,) for name in tags_of])
+    memory.executemany(
+        "INSERT INTO model_tags (model_name, tag_name, position) VALUES (?, ?, ?)",
+        [(name, tag, at) for name, tags in tags_of.items() for at, tag in enumerate(tags)],
+    )
+    memory.executemany(
+        "INSERT OR IGNORE INTO tags (name) VALUES (?)",
+        [(tag,) for tag in sorted({tag for tags in tags_of.values() for tag in tags})],
+    )
     memory.execute("DELETE FROM tags WHERE name NOT IN (SELECT tag_name FROM model_tags)")
 
 
@@ -184,7 +218,7 @@ def catalog_at(connection: CatalogConnection, point: Point) -> tuple[EventInfo, 
         memory = copy_of(connection, label)
         later = _later_changes(connection, event)
     memory.raw.execute("PRAGMA foreign_keys = OFF")
-    with memory.write("the catalog as of an earlier event"):
+    with memory.write("the catalog as of an earlier event"), rebuilt_once_after(memory):
         _undo_in_place(memory, later)
         # Earlier copies of redefined deployments are kept for the present only.
         memory.execute("DELETE FROM shadowed_deployments")
