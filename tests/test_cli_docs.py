@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO_ROOT, run_cli
 
+from catalog import Catalog
 from catalog.cli import cli
 
 
@@ -168,3 +169,17 @@ def test_every_test_the_guarantees_name_exists() -> None:
         if name and name not in defined[file]:
             missing.append(f"{file}::{name}")
     assert missing == []
+
+
+def _readme_sql_examples() -> list[str]:
+    """The statements of the README's SQL section, each with its comment line."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## SQL\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sql\n", 1)[1].split("```", 1)[0]
+    return [statement.strip() for statement in block.split(";") if statement.strip()]
+
+
+@pytest.mark.parametrize("statement", _readme_sql_examples(), ids=lambda s: s.splitlines()[0])
+def test_the_readmes_sql_examples_run_read_only(v0512_template: Path, statement: str) -> None:
+    with Catalog.open(v0512_template) as catalog:
+        catalog.sql(statement)  # raises if the example is wrong or would not be read-only

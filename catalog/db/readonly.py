@@ -248,12 +248,28 @@ def run_readonly_on(
         connection.execute("PRAGMA query_only = OFF")
 
 
+def _connect_virtual_tables(connection: sqlite3.Connection) -> None:
+    """Connect the catalog's virtual tables (the search index) before the authorizer is on.
+
+    Connecting one declares its columns, which SQLite reports to the authorizer as updates of
+    sqlite_master, so a search (`... WHERE models_fts MATCH 'llama'`) would be refused as a
+    schema change. Once connected, a table stays so for the connection, and the user's
+    statement is then asked about its reads only."""
+    virtual = connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'"
+    ).fetchall()
+    for (name,) in virtual:
+        quoted = name.replace('"', '""')
+        connection.execute(f'SELECT 1 FROM "{quoted}" LIMIT 0').fetchall()
+
+
 def _run_guarded(
     connection: sqlite3.Connection,
     query: str,
     params: Sequence[Any] | dict[str, Any] | None,
 ) -> list[dict[str, Any]]:
     bound: Sequence[Any] | dict[str, Any] = () if params is None else params
+    _connect_virtual_tables(connection)
     authorizer = _ReadOnlyAuthorizer()
     connection.set_authorizer(authorizer)
     try:
