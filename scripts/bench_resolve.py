@@ -50,13 +50,17 @@ def report(label: str, ours: float, baseline: float, unit: str, target: str) -> 
 
 
 def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-resolve-") as workdir:
+        measure(Path(workdir))
+
+
+def measure(workdir: Path) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--snapshot", type=Path, default=DEFAULT_SNAPSHOT)
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     runs = max(5, args.runs)
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-resolve-"))
     db = workdir / "catalog.db"
     with Catalog.open(db) as catalog:
         catalog.sync([args.snapshot])
