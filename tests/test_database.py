@@ -207,13 +207,15 @@ def test_engine_writes_to_the_file_named_even_with_url_characters(tmp_path: Path
 
 @pytest.mark.slow  # what a fresh interpreter imports
 def test_opening_an_existing_catalog_loads_no_write_machinery(synced: Catalog) -> None:
-    """Reads stay on the standard library: no SQLAlchemy, Alembic, PyYAML or click."""
+    """Reads stay on the standard library: no SQLAlchemy, Alembic, PyYAML, click or psycopg."""
     script = (
         "import sys; from catalog import Catalog; from catalog.db import migrations; "
         "from catalog import names; "
         f"catalog = Catalog.open({str(synced.path)!r}); "
         "catalog.connection.execute('SELECT count(*) FROM deployments').fetchone(); "
-        "print(sorted(m for m in ('sqlalchemy', 'alembic', 'yaml', 'click') if m in sys.modules))"
+        "catalog.resolve('model=all'); "
+        "print(sorted(m for m in ('sqlalchemy', 'alembic', 'yaml', 'click', 'psycopg') "
+        "if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
