@@ -1,5 +1,6 @@
 """The layout holds: every module imports alone, the import graph has no cycle, the packages
-import only what docs/architecture.md lets them, and no module keeps mutable state."""
+import only what docs/architecture.md lets them, no module keeps mutable state, and a column
+is written down only in the files docs/architecture.md lists."""
 
 from __future__ import annotations
 
@@ -223,3 +224,30 @@ def test_the_state_check_finds_what_it_looks_for(tmp_path: Path) -> None:
     )
     found = _mutable_state(sample, "sample")
     assert len(found) == 3 and any("global COUNT" in p for p in found)
+
+
+# docs/architecture.md, "What a new column touches": the files that may name a column of
+# `deployments`, and the columns no logic uses (pure data, like a new column would be).
+COLUMN_FILES = {
+    "db/schema.py",
+    "sync/validation.py",
+    "cli/read_commands.py",
+    "helm_compat.py",
+    "helm/shapes.py",
+    "db/views.py",
+}
+DATA_ONLY_DEPLOYMENT_COLUMNS = ("max_request_length", "max_sequence_and_generated_tokens_length")
+
+
+@pytest.mark.parametrize("column", DATA_ONLY_DEPLOYMENT_COLUMNS)
+def test_a_deployment_column_is_written_only_where_this_list_says(column: str) -> None:
+    from catalog.db.schema import DEPLOYMENTS
+
+    assert column in DEPLOYMENTS.column_names
+    naming = {
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if column in path.read_text(encoding="utf-8")
+    }
+    assert "db/schema.py" in naming
+    assert naming <= COLUMN_FILES, f"{column} is also written in {sorted(naming - COLUMN_FILES)}"
