@@ -93,23 +93,19 @@ def event_at(connection: CatalogConnection, point: Point) -> EventInfo:
     return _EVENT(row)
 
 
-def _undo(state: CatalogState, table: str, name: str, change: str, before: Any) -> None:
-    entries = state[table]
-    if change == "added":
-        entries.pop(name, None)
-    elif change == "removed":
-        entries[name] = dict(before)
-    else:
-        entries.setdefault(name, {}).update(before or {})
-
-
 def state_at(connection: CatalogConnection, event: EventInfo) -> CatalogState:
     """What the catalog said right after `event`, entry by entry."""
     with connection.read():
         state = read_state(connection)
         later = _later_changes(connection, event)
-    for table, name, change, before in later:
-        _undo(state, table, name, change, before)
+    for (table, name), (kind, values) in _net_undo(later).items():
+        entries = state[table]
+        if kind == "absent":
+            entries.pop(name, None)
+        elif kind == "row":
+            entries[name] = values
+        else:
+            entries.setdefault(name, {}).update(values)
     return state
 
 
